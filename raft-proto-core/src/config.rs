@@ -1,0 +1,228 @@
+//! Node configuration and the state recovered from storage, both validated on construction.
+
+use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term, NO_NODE};
+
+/// Static configuration of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// The voting members, this node included.
+    pub voters: Vec<NodeId>,
+    /// Base election timeout in ticks. The effective timeout is drawn from
+    /// `[election_timeout_ticks, 2 * election_timeout_ticks)` after each reset.
+    pub election_timeout_ticks: u32,
+    /// Ticks between two heartbeats from the leader. Must be below the election timeout.
+    pub heartbeat_interval_ticks: u32,
+    /// Run a pre-vote round before raising the term, so a partitioned node cannot disrupt.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout steps down, and
+    /// followers that hear from a leader ignore vote requests for an election timeout.
+    pub check_quorum: bool,
+    /// Upper bound of entry bytes in one AppendEntries message.
+    pub max_message_bytes: u64,
+    /// Maximum AppendEntries messages in flight to one follower.
+    pub max_inflight_messages: usize,
+    /// Maximum entry bytes in flight to one follower.
+    pub max_inflight_bytes: u64,
+    /// Largest accepted proposal payload.
+    pub max_proposal_bytes: u64,
+    /// Bytes of uncommitted entries above which a leader refuses new proposals.
+    pub max_uncommitted_bytes: u64,
+    /// Upper bound of entry bytes in one `Apply` output.
+    pub max_apply_bytes: u64,
+    /// Seed of the core's pseudo-random generator (election timeouts).
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with the default timeouts and limits.
+    pub fn new(id: NodeId, voters: impl Into<Vec<NodeId>>) -> Self {
+        Config {
+            id,
+            voters: voters.into(),
+            election_timeout_ticks: 10,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            max_message_bytes: 1 << 20,
+            max_inflight_messages: 256,
+            max_inflight_bytes: 32 << 20,
+            max_proposal_bytes: 1 << 20,
+            max_uncommitted_bytes: 64 << 20,
+            max_apply_bytes: 4 << 20,
+            seed: id,
+        }
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == NO_NODE {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if self.voters.is_empty() {
+            return Err(ConfigError::NoVoters);
+        }
+        let mut seen: Vec<NodeId> = self.voters.clone();
+        seen.sort_unstable();
+        for w in seen.windows(2) {
+            if w[0] == w[1] {
+                return Err(ConfigError::DuplicateVoter(w[0]));
+            }
+        }
+        if seen.first() == Some(&NO_NODE) {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::NotAVoter(self.id));
+        }
+        if self.election_timeout_ticks == 0 || self.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.heartbeat_interval_ticks >= self.election_timeout_ticks {
+            return Err(ConfigError::HeartbeatNotBelowElection {
+                heartbeat: self.heartbeat_interval_ticks,
+                election: self.election_timeout_ticks,
+            });
+        }
+        for (name, v) in [
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_inflight_messages", self.max_inflight_messages as u64),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("max_proposal_bytes", self.max_proposal_bytes),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+            ("max_apply_bytes", self.max_apply_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Node id 0 is reserved for "no node".
+    #[error("node id 0 is reserved")]
+    ZeroNodeId,
+    /// The voter set is empty.
+    #[error("the voter set is empty")]
+    NoVoters,
+    /// A voter id appears twice.
+    #[error("voter {0} is listed more than once")]
+    DuplicateVoter(NodeId),
+    /// This node is not among the voters.
+    #[error("node {0} is not in the voter set")]
+    NotAVoter(NodeId),
+    /// A timeout is zero.
+    #[error("timeouts must be at least one tick")]
+    ZeroTimeout,
+    /// Heartbeats must be more frequent than elections.
+    #[error("heartbeat interval ({heartbeat} ticks) must be below the election timeout ({election} ticks)")]
+    HeartbeatNotBelowElection {
+        /// Configured heartbeat interval.
+        heartbeat: u32,
+        /// Configured election timeout.
+        election: u32,
+    },
+    /// A limit is zero.
+    #[error("limit {0} must be greater than zero")]
+    ZeroLimit(&'static str),
+}
+
+/// What a node recovers from its storage on start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecoveredState {
+    /// The last durable hard state.
+    pub hard_state: HardState,
+    /// The latest snapshot, whose prefix the log no longer holds.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The log entries after the snapshot, consecutive.
+    pub entries: Vec<Entry>,
+}
+
+impl RecoveredState {
+    /// Checks that the recovered pieces are consistent with each other.
+    pub fn validate(&self) -> Result<(), RecoveryError> {
+        let snap = self.snapshot.unwrap_or_default();
+        if snap.last_term > self.hard_state.term {
+            return Err(RecoveryError::TermAboveHardState {
+                index: snap.last_index,
+                term: snap.last_term,
+                hard_term: self.hard_state.term,
+            });
+        }
+        let mut expected = snap.last_index + 1;
+        let mut prev_term: Term = snap.last_term;
+        for e in &self.entries {
+            if e.index != expected {
+                return Err(RecoveryError::Gap {
+                    expected,
+                    found: e.index,
+                });
+            }
+            if e.term < prev_term {
+                return Err(RecoveryError::TermDecreases { index: e.index });
+            }
+            if e.term > self.hard_state.term {
+                return Err(RecoveryError::TermAboveHardState {
+                    index: e.index,
+                    term: e.term,
+                    hard_term: self.hard_state.term,
+                });
+            }
+            prev_term = e.term;
+            expected = expected.saturating_add(1);
+        }
+        let last: Index = expected - 1;
+        if self.hard_state.commit > last {
+            return Err(RecoveryError::CommitBeyondLog {
+                commit: self.hard_state.commit,
+                last,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`RecoveredState`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    /// Entries are not consecutive after the snapshot.
+    #[error("log entries are not consecutive: expected index {expected}, found {found}")]
+    Gap {
+        /// The index that should come next.
+        expected: Index,
+        /// The index found.
+        found: Index,
+    },
+    /// An entry has a lower term than the entry before it.
+    #[error("entry {index} has a lower term than its predecessor")]
+    TermDecreases {
+        /// The entry's index.
+        index: Index,
+    },
+    /// An entry's term is above the durable current term.
+    #[error("entry {index} has term {term}, above the hard state's term {hard_term}")]
+    TermAboveHardState {
+        /// The entry's index.
+        index: Index,
+        /// The entry's term.
+        term: Term,
+        /// The hard state's term.
+        hard_term: Term,
+    },
+    /// The durable commit index points past the log.
+    #[error("commit index {commit} is beyond the last log index {last}")]
+    CommitBeyondLog {
+        /// The recovered commit index.
+        commit: Index,
+        /// The last recovered index.
+        last: Index,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}

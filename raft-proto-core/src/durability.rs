@@ -1,0 +1,147 @@
+//! Bookkeeping of requested writes and of the promises that must wait for them.
+//!
+//! Every `Persist` output gets a sequence number. Messages that promise durable state (vote
+//! grants, append acknowledgements) and the candidate's own vote are held back, tagged with the
+//! sequence number of the latest write requested when they were produced, and released once the
+//! driver reports that write durable.
+
+use std::collections::VecDeque;
+
+use crate::io::PersistWrite;
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogId, NodeId, Term};
+
+/// Something waiting for a write to become durable.
+#[derive(Debug, Clone)]
+pub(crate) enum Held {
+    Send { to: NodeId, msg: Message },
+    /// The candidate's vote for itself in this term.
+    SelfVote(Term),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Durability {
+    /// Sequence number of the last write handed out (0 = none yet).
+    pub(crate) issued: u64,
+    /// Highest sequence number reported durable.
+    pub(crate) durable: u64,
+    /// Writes not yet durable, with the last entry each wrote.
+    pending: VecDeque<(u64, Option<LogId>)>,
+    held: VecDeque<(u64, Held)>,
+    /// The write being assembled during the current step.
+    open: Option<PersistWrite>,
+    /// Last hard state included in a write.
+    pub(crate) written_hard_state: HardState,
+}
+
+impl Durability {
+    pub(crate) fn new(recovered: HardState) -> Self {
+        Durability {
+            issued: 0,
+            durable: 0,
+            pending: VecDeque::new(),
+            held: VecDeque::new(),
+            open: None,
+            written_hard_state: recovered,
+        }
+    }
+
+    /// The write being assembled, opened on first use.
+    pub(crate) fn open(&mut self) -> &mut PersistWrite {
+        let seq = self.issued + 1;
+        self.open.get_or_insert_with(|| PersistWrite {
+            seq,
+            ..PersistWrite::default()
+        })
+    }
+
+    /// Adds entries to the open write, after truncating from `truncate_from` if given.
+    pub(crate) fn write_entries(&mut self, truncate_from: Option<u64>, entries: &[Entry]) {
+        let w = self.open();
+        if let Some(t) = truncate_from {
+            w.entries.retain(|e| e.index < t);
+            w.truncate_from = Some(w.truncate_from.map_or(t, |old| old.min(t)));
+        }
+        w.entries.extend_from_slice(entries);
+    }
+
+    pub(crate) fn push_entry(&mut self, entry: Entry) {
+        self.open().entries.push(entry);
+    }
+
+    /// Records the hard state in the open write if it differs from the last one written.
+    pub(crate) fn write_hard_state(&mut self, hs: HardState) {
+        if hs.term != self.written_hard_state.term || hs.vote != self.written_hard_state.vote {
+            self.written_hard_state = hs;
+            self.open().hard_state = Some(hs);
+        }
+    }
+
+    /// Closes the open write, if any, and returns it for output.
+    pub(crate) fn take_open(&mut self, commit: u64) -> Option<PersistWrite> {
+        let mut w = self.open.take()?;
+        self.issued = w.seq;
+        let hs = HardState {
+            commit,
+            ..self.written_hard_state
+        };
+        self.written_hard_state = hs;
+        w.hard_state = Some(hs);
+        let last = w.entries.last().map(|e| LogId {
+            term: e.term,
+            index: e.index,
+        });
+        self.pending.push_back((w.seq, last));
+        Some(w)
+    }
+
+    /// The sequence number a promise produced now depends on.
+    fn barrier(&self) -> u64 {
+        match &self.open {
+            Some(w) => w.seq,
+            None => self.issued,
+        }
+    }
+
+    /// Holds `item` until everything written so far is durable. Returns it back if that is
+    /// already the case.
+    pub(crate) fn hold(&mut self, item: Held) -> Option<Held> {
+        let b = self.barrier();
+        if b <= self.durable {
+            Some(item)
+        } else {
+            self.held.push_back((b, item));
+            None
+        }
+    }
+
+    /// Marks writes up to `seq` durable. Returns false if `seq` was never issued.
+    /// `on_entries` sees the last entry of each write now durable.
+    pub(crate) fn persisted(&mut self, seq: u64, mut on_entries: impl FnMut(LogId)) -> bool {
+        if seq > self.issued {
+            return false;
+        }
+        if seq <= self.durable {
+            return true;
+        }
+        self.durable = seq;
+        while let Some(&(s, last)) = self.pending.front() {
+            if s > seq {
+                break;
+            }
+            self.pending.pop_front();
+            if let Some(id) = last {
+                on_entries(id);
+            }
+        }
+        true
+    }
+
+    /// The next held item that may now be released.
+    pub(crate) fn pop_released(&mut self) -> Option<Held> {
+        match self.held.front() {
+            Some(&(s, _)) if s <= self.durable => self.held.pop_front().map(|(_, h)| h),
+            _ => None,
+        }
+    }
+}

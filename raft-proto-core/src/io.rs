@@ -1,0 +1,158 @@
+//! What goes into the core ([`Input`]) and what comes out of it ([`Output`]).
+
+use bytes::Bytes;
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term};
+
+/// One event the driver feeds to [`crate::RaftNode::step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// One logical clock tick. The driver decides how much wall time a tick is.
+    Tick,
+    /// A message arrived from a peer. `from` is the authenticated sender.
+    Receive {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// A client proposes a command. Answered by [`Output::Proposed`].
+    Propose(Proposal),
+    /// Several proposals at once: they share one log write and one message per follower.
+    ProposeBatch(Vec<Proposal>),
+    /// Every [`PersistWrite`] with `seq` up to and including this one is durable.
+    Persisted {
+        /// The highest durable write sequence number.
+        seq: u64,
+    },
+    /// The state machine has applied every entry up to and including `index`.
+    Applied {
+        /// Highest applied index.
+        index: Index,
+    },
+}
+
+/// A command proposed for replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// The driver's identifier, echoed in [`Output::Proposed`].
+    pub request: RequestId,
+    /// The command.
+    pub data: Bytes,
+}
+
+/// One action the core asks the driver to carry out. Outputs are ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to node `to`. Delivery may fail; the protocol retries.
+    Send {
+        /// The destination.
+        to: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// Make a write durable, after every earlier write, and then report it with
+    /// [`Input::Persisted`]. Writes may be grouped: reporting the last `seq` of a group covers all.
+    Persist(PersistWrite),
+    /// Apply these committed entries to the state machine, in order. They are durable locally.
+    Apply {
+        /// Consecutive committed entries.
+        entries: Vec<Entry>,
+    },
+    /// The answer to a proposal: its position in the log, or why it was refused. An accepted
+    /// proposal's outcome is known when the entry with this exact [`LogId`] is applied; if a
+    /// different term shows up at that index, the proposal was lost.
+    Proposed {
+        /// The driver's identifier of the proposal.
+        request: RequestId,
+        /// Where the entry was placed, or the refusal.
+        result: Result<LogId, ProposeError>,
+    },
+    /// This node stopped leading before the proposal's entry was applied here: its outcome is
+    /// unknown (it may still commit under the next leader).
+    ProposalUnknown {
+        /// The driver's identifier of the proposal.
+        request: RequestId,
+        /// Where the entry was placed.
+        id: LogId,
+    },
+    /// Something observable happened.
+    Event(Event),
+}
+
+/// A durable write: optionally truncate the log's suffix, append entries, set the hard state.
+/// Apply in this order, atomically if the storage allows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistWrite {
+    /// Sequence number to report in [`Input::Persisted`]. Increases by one per write.
+    pub seq: u64,
+    /// Delete every stored entry with an index at or above this one before appending.
+    pub truncate_from: Option<Index>,
+    /// Entries to append, consecutive, starting right after the (possibly truncated) log.
+    pub entries: Vec<Entry>,
+    /// New hard state to store, if it changed.
+    pub hard_state: Option<HardState>,
+}
+
+/// Why a proposal was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader_hint` is the leader it knows of, if any.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node currently follows, if known.
+        leader_hint: Option<NodeId>,
+    },
+    /// The command is larger than the configured limit.
+    #[error("proposal of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Size of the command.
+        size: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// Too many bytes are waiting to be committed; retry later.
+    #[error("overloaded: {uncommitted} bytes uncommitted (limit {max})")]
+    Overloaded {
+        /// Bytes of uncommitted entries.
+        uncommitted: u64,
+        /// The configured limit.
+        max: u64,
+    },
+}
+
+/// Observable changes, for logs, metrics and tests. They carry no obligation for the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The node's role or term changed.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The term it holds the role in.
+        term: Term,
+    },
+    /// The leader this node knows of changed.
+    LeaderChanged {
+        /// The new leader, if any.
+        leader: Option<NodeId>,
+        /// The term.
+        term: Term,
+    },
+    /// A leader stepped down because it had not heard from a quorum for an election timeout.
+    CheckQuorumFailed {
+        /// The term it led.
+        term: Term,
+    },
+    /// A message from a node outside the configuration was dropped.
+    UnknownSender {
+        /// The sender.
+        from: NodeId,
+    },
+    /// An input made no sense and was ignored (for example a `Persisted` for a write never
+    /// requested, or an append that would rewrite committed entries).
+    InvalidInput {
+        /// A static description.
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,45 @@
+//! # raft-proto-core
+//!
+//! A deterministic, sans-IO implementation of the Raft consensus protocol.
+//!
+//! The core never touches a clock, a socket, a file, a thread or the operating system's random
+//! generator. A driver feeds it [`Input`]s (ticks, received messages, proposals, durability
+//! reports) through [`RaftNode::step`] and carries out the [`Output`]s it returns (send a message,
+//! persist entries and hard state, apply committed entries, answer a proposal).
+//!
+//! Rules the core keeps:
+//! - **Determinism**: the same configuration (seed included) and the same inputs give the same
+//!   outputs, bit for bit.
+//! - **Durability before promises**: a vote grant or an append acknowledgement is released only
+//!   after the state it depends on was reported durable with [`Input::Persisted`]. A leader sends
+//!   entries before its own write is durable but counts itself toward a quorum only afterwards.
+//! - **No panic on input**: anything a peer can send is ignored or rejected.
+//! - **Zero-copy payloads**: entry payloads are [`bytes::Bytes`] and are never copied.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+mod config;
+mod durability;
+mod election;
+mod io;
+mod log;
+pub mod message;
+mod node;
+mod progress;
+mod replication;
+pub mod quorum;
+mod rng;
+mod status;
+mod types;
+
+pub use config::{Config, ConfigError, RecoveredState, RecoveryError};
+pub use io::{Event, Input, Output, PersistWrite, ProposeError, Proposal};
+pub use message::Message;
+pub use node::RaftNode;
+pub use progress::ReplicationState;
+pub use status::{PeerStatus, Status};
+pub use types::{
+    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term,
+    NO_NODE,
+};

@@ -1,0 +1,395 @@
+//! The Raft node: state, the `step` entry point, term rules, ticks and durability reports.
+//! Elections live in `election.rs`, replication and commit in `replication.rs`.
+
+use std::collections::VecDeque;
+
+use smallvec::SmallVec;
+
+use crate::config::{Config, RecoveredState, RecoveryError};
+use crate::durability::{Durability, Held};
+use crate::io::{Event, Input, Output};
+use crate::log::RaftLog;
+use crate::message::{HeartbeatResponse, Message, RequestVoteResponse};
+use crate::progress::Progress;
+use crate::quorum::JointConfig;
+use crate::rng::Rng;
+use crate::status::{PeerStatus, Status};
+use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term, NO_NODE};
+
+/// One Raft node: a deterministic state machine driven by [`RaftNode::step`].
+///
+/// It owns no I/O. The driver feeds it [`Input`]s and carries out the [`Output`]s, in order.
+#[derive(Debug, Clone)]
+pub struct RaftNode {
+    pub(crate) cfg: Config,
+    pub(crate) voters: JointConfig,
+    /// Voters other than this node, sorted.
+    pub(crate) peers: SmallVec<[NodeId; 6]>,
+    pub(crate) term: Term,
+    pub(crate) vote: NodeId,
+    pub(crate) leader: NodeId,
+    pub(crate) role: Role,
+    pub(crate) log: RaftLog,
+    /// On a leader: one entry per peer, in `peers` order.
+    pub(crate) progress: Vec<Progress>,
+    /// Votes received in the current (pre-)election.
+    pub(crate) votes: SmallVec<[(NodeId, bool); 7]>,
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) randomized_timeout: u32,
+    pub(crate) rng: Rng,
+    pub(crate) dur: Durability,
+    /// On a leader: accepted proposals not yet applied here.
+    pub(crate) proposals: VecDeque<(LogId, RequestId)>,
+    /// On a leader: bytes of entries above the commit index.
+    pub(crate) uncommitted_bytes: u64,
+}
+
+impl RaftNode {
+    /// Builds a node from its configuration and the state recovered from storage. The node
+    /// starts as a follower.
+    pub fn new(cfg: Config, recovered: RecoveredState) -> Result<Self, RecoveryError> {
+        cfg.validate()?;
+        recovered.validate()?;
+        let snap = recovered.snapshot.unwrap_or_default();
+        let hs = recovered.hard_state;
+        let log = RaftLog::recovered(
+            LogId {
+                term: snap.last_term,
+                index: snap.last_index,
+            },
+            recovered.entries,
+            hs.commit,
+        );
+        let voters = JointConfig::simple(cfg.voters.iter().copied());
+        let peers = voters.ids().into_iter().filter(|&id| id != cfg.id).collect();
+        let rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut node = RaftNode {
+            voters,
+            peers,
+            term: hs.term,
+            vote: hs.vote,
+            leader: NO_NODE,
+            role: Role::Follower,
+            log,
+            progress: Vec::new(),
+            votes: SmallVec::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_timeout_ticks,
+            rng,
+            dur: Durability::new(hs),
+            proposals: VecDeque::new(),
+            uncommitted_bytes: 0,
+            cfg,
+        };
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    /// Feeds one input and returns the outputs to carry out, in order.
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.step_into(input, &mut out);
+        out
+    }
+
+    /// Like [`RaftNode::step`], appending to a buffer the caller reuses (no allocation for the
+    /// output list in hot loops).
+    pub fn step_into(&mut self, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Tick => self.tick(out),
+            Input::Receive { from, msg } => self.receive(from, msg, out),
+            Input::Propose(p) => {
+                self.propose(p, out);
+                self.broadcast_append(false, out);
+            }
+            Input::ProposeBatch(ps) => {
+                for p in ps {
+                    self.propose(p, out);
+                }
+                self.broadcast_append(false, out);
+            }
+            Input::Persisted { seq } => self.on_persisted(seq, out),
+            Input::Applied { index } => {
+                self.log.applied = self.log.applied.max(index.min(self.log.applying));
+            }
+        }
+        self.finish_step(out);
+    }
+
+    /// A snapshot of the node's state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader_hint(),
+            commit: self.log.committed,
+            applying: self.log.applying,
+            applied: self.log.applied,
+            last_index: self.log.last_index(),
+            persisted: self.log.stable,
+            peers: self
+                .progress
+                .iter()
+                .map(|p| PeerStatus {
+                    id: p.id,
+                    matched: p.matched,
+                    next: p.next,
+                    state: p.state,
+                    inflight: p.inflight_count(),
+                    recent_active: p.recent_active,
+                })
+                .collect(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader this node knows of.
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        (self.leader != NO_NODE).then_some(self.leader)
+    }
+
+    /// Highest committed index.
+    pub fn commit_index(&self) -> Index {
+        self.log.committed
+    }
+
+    /// Term and index of the last log entry.
+    pub fn last_log_id(&self) -> LogId {
+        self.log.last_id()
+    }
+
+    /// The entry at `index`, if the in-memory log holds it.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.log.get(index)
+    }
+
+    /// The hard state as it stands in memory (it may not be durable yet).
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    // ----- internals shared by the role modules -----
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let base = u64::from(self.cfg.election_timeout_ticks);
+        self.randomized_timeout = self.rng.range(base, 2 * base) as u32;
+    }
+
+    pub(crate) fn set_leader(&mut self, leader: NodeId, out: &mut Vec<Output>) {
+        if self.leader != leader {
+            self.leader = leader;
+            out.push(Output::Event(Event::LeaderChanged {
+                leader: self.leader_hint(),
+                term: self.term,
+            }));
+        }
+    }
+
+    pub(crate) fn set_role(&mut self, role: Role, out: &mut Vec<Output>) {
+        self.role = role;
+        out.push(Output::Event(Event::RoleChanged {
+            role,
+            term: self.term,
+        }));
+    }
+
+    /// Moves to a higher term (clearing the vote) and records it for persistence.
+    pub(crate) fn set_term(&mut self, term: Term) {
+        if term > self.term {
+            self.term = term;
+            self.vote = NO_NODE;
+            self.dur.write_hard_state(self.hard_state());
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId, out: &mut Vec<Output>) {
+        let changed = term > self.term || self.role != Role::Follower;
+        if self.role == Role::Leader {
+            for (id, request) in self.proposals.drain(..) {
+                out.push(Output::ProposalUnknown { request, id });
+            }
+            self.progress.clear();
+            self.uncommitted_bytes = 0;
+        }
+        self.set_term(term);
+        if changed {
+            self.set_role(Role::Follower, out);
+        }
+        self.set_leader(leader, out);
+        self.votes.clear();
+        self.reset_election_timer();
+    }
+
+    /// Sends a message that depends on nothing durable.
+    pub(crate) fn send(&mut self, to: NodeId, msg: Message, out: &mut Vec<Output>) {
+        out.push(Output::Send { to, msg });
+    }
+
+    /// Sends a message once everything written so far is durable.
+    pub(crate) fn send_when_durable(&mut self, to: NodeId, msg: Message, out: &mut Vec<Output>) {
+        if let Some(Held::Send { to, msg }) = self.dur.hold(Held::Send { to, msg }) {
+            out.push(Output::Send { to, msg });
+        }
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) {
+        if self.role == Role::Leader {
+            self.tick_leader(out);
+            return;
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            self.campaign(self.cfg.pre_vote, out);
+        }
+    }
+
+    fn tick_leader(&mut self, out: &mut Vec<Output>) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.cfg.election_timeout_ticks {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let me = self.cfg.id;
+                let progress = &self.progress;
+                let active = self.voters.has_quorum(|id| {
+                    id == me || progress.iter().any(|p| p.id == id && p.recent_active)
+                });
+                for p in &mut self.progress {
+                    p.recent_active = false;
+                }
+                if !active {
+                    out.push(Output::Event(Event::CheckQuorumFailed { term: self.term }));
+                    self.become_follower(self.term, NO_NODE, out);
+                    return;
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat(out);
+        }
+    }
+
+    /// Applies the term rules common to every role, then dispatches by message kind.
+    fn receive(&mut self, from: NodeId, msg: Message, out: &mut Vec<Output>) {
+        if from == self.cfg.id || !self.voters.contains(from) {
+            out.push(Output::Event(Event::UnknownSender { from }));
+            return;
+        }
+        let mterm = msg.term();
+        if mterm > self.term {
+            match &msg {
+                Message::RequestVote(rv) => {
+                    let in_lease = self.cfg.check_quorum
+                        && self.leader != NO_NODE
+                        && self.election_elapsed < self.cfg.election_timeout_ticks;
+                    if in_lease {
+                        return;
+                    }
+                    if !rv.pre_vote {
+                        self.become_follower(mterm, NO_NODE, out);
+                    }
+                }
+                Message::RequestVoteResponse(r) if r.pre_vote && r.granted => {}
+                Message::AppendEntries(_) | Message::Heartbeat(_) => {
+                    self.become_follower(mterm, from, out);
+                }
+                _ => self.become_follower(mterm, NO_NODE, out),
+            }
+        } else if mterm < self.term {
+            match &msg {
+                Message::AppendEntries(_) | Message::Heartbeat(_)
+                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                {
+                    // Tell the stale leader about the newer term so it steps down.
+                    let term = self.term;
+                    self.send(from, Message::HeartbeatResponse(HeartbeatResponse { term }), out);
+                }
+                Message::RequestVote(rv) if rv.pre_vote => {
+                    let reply = RequestVoteResponse {
+                        term: self.term,
+                        pre_vote: true,
+                        granted: false,
+                    };
+                    self.send(from, Message::RequestVoteResponse(reply), out);
+                }
+                _ => {}
+            }
+            return;
+        }
+        match msg {
+            Message::RequestVote(rv) => self.handle_vote_request(from, rv, out),
+            Message::RequestVoteResponse(r) => self.handle_vote_response(from, r, out),
+            Message::AppendEntries(m) => self.handle_append(from, m, out),
+            Message::AppendEntriesResponse(r) => self.handle_append_response(from, r, out),
+            Message::Heartbeat(h) => self.handle_heartbeat(from, h, out),
+            Message::HeartbeatResponse(_) => self.handle_heartbeat_response(from, out),
+        }
+    }
+
+    fn on_persisted(&mut self, seq: u64, out: &mut Vec<Output>) {
+        let log = &mut self.log;
+        let known = self.dur.persisted(seq, |id| {
+            if id.index > log.stable && log.matches(id) {
+                log.stable = id.index;
+            }
+        });
+        if !known {
+            out.push(Output::Event(Event::InvalidInput {
+                reason: "Persisted reports a write that was never requested",
+            }));
+            return;
+        }
+        while let Some(h) = self.dur.pop_released() {
+            match h {
+                Held::Send { to, msg } => out.push(Output::Send { to, msg }),
+                Held::SelfVote(term) => {
+                    if self.role == Role::Candidate && self.term == term {
+                        let me = self.cfg.id;
+                        self.record_vote(me, true, out);
+                    }
+                }
+            }
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit(out);
+        }
+    }
+
+    /// Closes the step: hands out the assembled write and any newly applicable entries.
+    fn finish_step(&mut self, out: &mut Vec<Output>) {
+        if let Some(w) = self.dur.take_open(self.log.committed) {
+            out.push(Output::Persist(w));
+        }
+        self.maybe_apply(out);
+    }
+}

@@ -1,0 +1,319 @@
+//! Log replication (section 5.3), commit (5.4, Figure 8), proposals and apply.
+
+use crate::io::{Event, Output, ProposeError, Proposal};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
+};
+use crate::node::RaftNode;
+use crate::progress::ReplicationState;
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Role, ENTRY_OVERHEAD};
+
+impl RaftNode {
+    /// Places one proposal in the log if this node leads and the limits allow.
+    pub(crate) fn propose(&mut self, p: Proposal, out: &mut Vec<Output>) {
+        let result = self.try_append_proposal(&p);
+        if let Ok(id) = result {
+            self.proposals.push_back((id, p.request));
+        }
+        out.push(Output::Proposed {
+            request: p.request,
+            result,
+        });
+        if let Ok(id) = result {
+            let entry = Entry {
+                term: id.term,
+                index: id.index,
+                kind: EntryKind::Normal,
+                data: p.data,
+            };
+            self.uncommitted_bytes += entry.size();
+            self.log.push(entry.clone());
+            self.dur.push_entry(entry);
+        }
+    }
+
+    fn try_append_proposal(&self, p: &Proposal) -> Result<LogId, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader_hint(),
+            });
+        }
+        let size = p.data.len() as u64;
+        if size > self.cfg.max_proposal_bytes {
+            return Err(ProposeError::TooLarge {
+                size,
+                max: self.cfg.max_proposal_bytes,
+            });
+        }
+        let max = self.cfg.max_uncommitted_bytes;
+        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size + ENTRY_OVERHEAD > max {
+            return Err(ProposeError::Overloaded {
+                uncommitted: self.uncommitted_bytes,
+                max,
+            });
+        }
+        Ok(LogId {
+            term: self.term,
+            index: self.log.last_index() + 1,
+        })
+    }
+
+    /// Sends what each follower is missing (and, with `send_if_empty`, at least the commit index).
+    pub(crate) fn broadcast_append(&mut self, send_if_empty: bool, out: &mut Vec<Output>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        for i in 0..self.progress.len() {
+            self.send_append(i, send_if_empty, out);
+        }
+    }
+
+    /// Sends appends to the follower at position `i` of `progress`, as the window allows.
+    fn send_append(&mut self, i: usize, mut send_if_empty: bool, out: &mut Vec<Output>) {
+        let max_msgs = self.cfg.max_inflight_messages;
+        let max_bytes = self.cfg.max_inflight_bytes;
+        loop {
+            let pr = &mut self.progress[i];
+            if pr.is_paused(max_msgs, max_bytes) {
+                return;
+            }
+            let prev_index = pr.next - 1;
+            let Some(prev_term) = self.log.term(prev_index) else {
+                // The entries were compacted away: only a snapshot could help this follower.
+                return;
+            };
+            let entries = self
+                .log
+                .slice(pr.next, self.log.last_index(), self.cfg.max_message_bytes);
+            if entries.is_empty() && !send_if_empty {
+                return;
+            }
+            let bytes: u64 = entries.iter().map(Entry::size).sum();
+            let carried = !entries.is_empty();
+            pr.sent(prev_index + entries.len() as u64, bytes, carried);
+            let streaming = pr.state == ReplicationState::Replicate;
+            let to = pr.id;
+            let msg = AppendEntries {
+                term: self.term,
+                prev: LogId {
+                    term: prev_term,
+                    index: prev_index,
+                },
+                entries,
+                commit: self.log.committed,
+            };
+            out.push(Output::Send {
+                to,
+                msg: Message::AppendEntries(msg),
+            });
+            if !(streaming && carried) {
+                return;
+            }
+            send_if_empty = false;
+        }
+    }
+
+    pub(crate) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
+        for i in 0..self.progress.len() {
+            let pr = &self.progress[i];
+            let hb = Heartbeat {
+                term: self.term,
+                commit: pr.matched.min(self.log.committed),
+            };
+            out.push(Output::Send {
+                to: pr.id,
+                msg: Message::Heartbeat(hb),
+            });
+        }
+    }
+
+    /// A candidate that hears from the leader of its term gives up.
+    fn follow_current_leader(&mut self, from: NodeId, out: &mut Vec<Output>) -> bool {
+        match self.role {
+            Role::Leader => {
+                out.push(Output::Event(Event::InvalidInput {
+                    reason: "another leader claims the current term",
+                }));
+                false
+            }
+            Role::Follower => {
+                self.election_elapsed = 0;
+                self.set_leader(from, out);
+                true
+            }
+            Role::PreCandidate | Role::Candidate => {
+                self.become_follower(self.term, from, out);
+                true
+            }
+        }
+    }
+
+    pub(crate) fn handle_append(&mut self, from: NodeId, mut m: AppendEntries, out: &mut Vec<Output>) {
+        if !self.follow_current_leader(from, out) {
+            return;
+        }
+        let term = self.term;
+        let reply = |result| {
+            Message::AppendEntriesResponse(AppendEntriesResponse { term, result })
+        };
+        if m.prev.index < self.log.committed {
+            let match_index = self.log.committed;
+            self.send_when_durable(from, reply(AppendResult::Success { match_index }), out);
+            return;
+        }
+        if !self.log.matches(m.prev) {
+            let hint = self.log.find_conflict_by_term(m.prev.index, m.prev.term);
+            let rejected = m.prev.index;
+            self.send(from, reply(AppendResult::Reject { rejected, hint }), out);
+            return;
+        }
+        let consecutive = m
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(k, e)| Some(e.index) == m.prev.index.checked_add(k as u64 + 1) && e.term <= m.term);
+        if !consecutive {
+            out.push(Output::Event(Event::InvalidInput {
+                reason: "append entries are not consecutive after prev or have a future term",
+            }));
+            return;
+        }
+        let last_new = m.prev.index + m.entries.len() as u64;
+        if let Some(k) = self.log.find_conflict(&m.entries) {
+            let first = m.entries[k].index;
+            let mut truncate = None;
+            if first <= self.log.last_index() {
+                if first <= self.log.committed {
+                    out.push(Output::Event(Event::InvalidInput {
+                        reason: "append would rewrite committed entries",
+                    }));
+                    return;
+                }
+                self.log.truncate_from(first);
+                truncate = Some(first);
+            }
+            self.dur.write_entries(truncate, &m.entries[k..]);
+            for e in m.entries.drain(k..) {
+                self.log.push(e);
+            }
+        }
+        self.commit_to(m.commit.min(last_new));
+        self.send_when_durable(
+            from,
+            reply(AppendResult::Success {
+                match_index: last_new,
+            }),
+            out,
+        );
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, h: Heartbeat, out: &mut Vec<Output>) {
+        if !self.follow_current_leader(from, out) {
+            return;
+        }
+        self.commit_to(h.commit);
+        let term = self.term;
+        self.send(from, Message::HeartbeatResponse(HeartbeatResponse { term }), out);
+    }
+
+    fn commit_to(&mut self, index: Index) {
+        let index = index.min(self.log.last_index());
+        if index > self.log.committed {
+            self.log.committed = index;
+        }
+    }
+
+    fn progress_index(&self, id: NodeId) -> Option<usize> {
+        self.progress.iter().position(|p| p.id == id)
+    }
+
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        r: AppendEntriesResponse,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(i) = self.progress_index(from) else {
+            return;
+        };
+        self.progress[i].recent_active = true;
+        match r.result {
+            AppendResult::Success { match_index } => {
+                if match_index > self.log.last_index() {
+                    out.push(Output::Event(Event::InvalidInput {
+                        reason: "append acknowledged beyond the leader's log",
+                    }));
+                    return;
+                }
+                if self.progress[i].ack(match_index) {
+                    self.maybe_commit(out);
+                }
+                self.send_append(i, false, out);
+            }
+            AppendResult::Reject { rejected, hint } => {
+                let probe_from = self.log.find_conflict_by_term(hint.index, hint.term).index;
+                if self.progress[i].reject(rejected, probe_from) {
+                    self.send_append(i, true, out);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, out: &mut Vec<Output>) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(i) = self.progress_index(from) else {
+            return;
+        };
+        self.progress[i].heartbeat_answered(self.cfg.max_inflight_messages);
+        if self.progress[i].matched < self.log.last_index() {
+            self.send_append(i, true, out);
+        }
+    }
+
+    /// Advances the commit index to what a quorum has durably, counting only entries of the
+    /// current term (Figure 8), and tells the followers.
+    pub(crate) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
+        let me = self.cfg.id;
+        let stable = self.log.stable;
+        let progress = &self.progress;
+        let index = self.voters.committed_index(|id| {
+            if id == me {
+                Some(stable)
+            } else {
+                progress.iter().find(|p| p.id == id).map(|p| p.matched)
+            }
+        });
+        if index > self.log.committed && self.log.term(index) == Some(self.term) {
+            let newly = self.log.bytes_between(self.log.committed + 1, index);
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
+            self.log.committed = index;
+            self.broadcast_append(true, out);
+        }
+    }
+
+    /// Hands committed, locally durable entries to the state machine.
+    pub(crate) fn maybe_apply(&mut self, out: &mut Vec<Output>) {
+        let hi = self.log.committed.min(self.log.stable);
+        while hi > self.log.applying {
+            let entries = self
+                .log
+                .slice(self.log.applying + 1, hi, self.cfg.max_apply_bytes);
+            let Some(last) = entries.last() else {
+                return;
+            };
+            self.log.applying = last.index;
+            out.push(Output::Apply { entries });
+        }
+        while let Some(&(id, _)) = self.proposals.front() {
+            if id.index > self.log.applying {
+                break;
+            }
+            self.proposals.pop_front();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! A cheap snapshot of a node's state for observability.
+
+use smallvec::SmallVec;
+
+use crate::progress::ReplicationState;
+use crate::types::{Index, NodeId, Role, Term};
+
+/// What a node looks like right now. Built without touching the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// Who it voted for in this term (0 = nobody).
+    pub vote: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Highest committed index.
+    pub commit: Index,
+    /// Highest index handed out for applying.
+    pub applying: Index,
+    /// Highest index the driver reported applied.
+    pub applied: Index,
+    /// Last index in the log.
+    pub last_index: Index,
+    /// Highest index durable locally.
+    pub persisted: Index,
+    /// Per-follower replication state (on a leader only).
+    pub peers: SmallVec<[PeerStatus; 6]>,
+}
+
+/// A leader's view of one follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The follower.
+    pub id: NodeId,
+    /// Highest index known replicated there.
+    pub matched: Index,
+    /// Next index to send.
+    pub next: Index,
+    /// Probing or streaming.
+    pub state: ReplicationState,
+    /// Append messages in flight.
+    pub inflight: usize,
+    /// Heard from during the current CheckQuorum round.
+    pub recent_active: bool,
+}
