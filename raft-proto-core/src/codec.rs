@@ -1,0 +1,896 @@
+//! Wire encoding of [`Message`]s. This is the only module that knows the byte layout, so the
+//! encoding can be swapped without touching the rest of the core.
+//!
+//! # Frame layout
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version     = PROTOCOL_VERSION
+//! 1       8     cluster_id  u64, little endian
+//! 9       8     from        u64, little endian
+//! 17      8     to          u64, little endian
+//! 25      n     header      bincode 2, standard config (varint integers)
+//! 25 + n  rest  payloads    the payloads of all entries, concatenated in entry order
+//! ```
+//!
+//! The header mirrors [`Message`] field by field, except that a log entry is written as
+//! `(term, index, kind byte, payload length)`: payload bytes never pass through bincode. The
+//! payload lengths must add up to exactly the bytes that follow the header. A frame carries no
+//! length prefix of its own; delimiting frames is the transport's job (one frame per QUIC
+//! stream, a length-delimited codec, ...).
+//!
+//! Decoding is zero copy for payloads: each decoded entry's data is a [`Bytes::slice`] of the
+//! frame. Decoding never panics on any input and never allocates more than the entries vector,
+//! whose length is bounded by the frame size (every entry takes at least four header bytes).
+
+use bincode::de::read::Reader;
+use bincode::de::{Decode, Decoder, DecoderImpl};
+use bincode::enc::{Encode, Encoder};
+use bincode::error::{DecodeError as BincodeDecodeError, EncodeError as BincodeEncodeError};
+use bytes::Bytes;
+
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
+    RequestVote, RequestVoteResponse,
+};
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId};
+
+/// The version byte that starts every frame.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Default upper bound on the size of one frame, in bytes.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Size of the fixed part of a frame: version, cluster id, sender and receiver.
+const FIXED_LEN: usize = 1 + 8 + 8 + 8;
+/// Fewest header bytes an entry can take: four fields of at least one byte each.
+const MIN_ENTRY_WIRE_BYTES: usize = 4;
+/// Most header bytes a message takes besides its entries (variant tag, four varints, count).
+const MAX_HEADER_BASE_BYTES: usize = 48;
+/// Most header bytes an entry takes: three 9-byte varints and the kind byte.
+const MAX_ENTRY_WIRE_BYTES: usize = 28;
+/// The bincode configuration of the header. No bincode limit is set: the only container, the
+/// entry list, is checked against the actual frame size at run time, which is stricter.
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// A message with its routing header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The cluster the message belongs to.
+    pub cluster_id: u64,
+    /// The sender.
+    pub from: NodeId,
+    /// The intended receiver.
+    pub to: NodeId,
+    /// The message itself.
+    pub msg: Message,
+}
+
+/// Encodes and decodes frames for one cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Codec {
+    cluster_id: u64,
+    max_frame_bytes: usize,
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The frame would exceed the configured maximum size.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    FrameTooLarge {
+        /// Size the frame would have (saturated at `usize::MAX`).
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// bincode failed to encode the header.
+    #[error("failed to encode the frame header: {0}")]
+    Bincode(String),
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The frame exceeds the configured maximum size.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    FrameTooLarge {
+        /// Size of the frame.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The frame ends before its header does.
+    #[error("frame is truncated: it ends inside its header")]
+    Truncated,
+    /// The frame starts with a protocol version this node does not speak.
+    #[error("unsupported protocol version {0} (this node speaks version {PROTOCOL_VERSION})")]
+    UnsupportedVersion(u8),
+    /// The frame belongs to another cluster.
+    #[error("frame is for cluster {found:#x}, but this node belongs to cluster {expected:#x}")]
+    WrongCluster {
+        /// This node's cluster id.
+        expected: u64,
+        /// The cluster id in the frame.
+        found: u64,
+    },
+    /// The header is not a valid encoding of a message.
+    #[error("malformed frame header: {0}")]
+    Malformed(String),
+    /// An entry has a kind byte this node does not know.
+    #[error("unknown log entry kind {0}")]
+    UnknownEntryKind(u8),
+    /// The payload lengths in the header do not add up to the bytes that follow it.
+    #[error("entry payloads total {declared} bytes, but {available} bytes follow the header")]
+    PayloadLengthMismatch {
+        /// Sum of the declared payload lengths (saturated at `u64::MAX`).
+        declared: u64,
+        /// Bytes after the header.
+        available: u64,
+    },
+    /// The entries of an AppendEntries do not follow each other from `prev_index + 1`.
+    #[error("entry {position} has index {found}, not consecutive after prev index {prev_index}")]
+    EntryIndexGap {
+        /// The `prev.index` of the AppendEntries.
+        prev_index: Index,
+        /// Position of the offending entry in the message (0-based).
+        position: usize,
+        /// The index that entry carries.
+        found: Index,
+    },
+}
+
+impl Codec {
+    /// A codec for cluster `cluster_id` accepting frames up to [`DEFAULT_MAX_FRAME_BYTES`].
+    pub fn new(cluster_id: u64) -> Self {
+        Codec {
+            cluster_id,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+
+    /// The same codec with another maximum frame size (applies to encoding and decoding).
+    pub fn with_max_frame_bytes(self, max: usize) -> Self {
+        Codec {
+            max_frame_bytes: max,
+            ..self
+        }
+    }
+
+    /// The cluster id written into and required from every frame.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// The largest frame, in bytes, this codec encodes or accepts.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    /// Appends one frame to `buf` (payloads copied into it). On error `buf` is left unchanged.
+    pub fn encode_into(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        msg: &Message,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let payload = self.write_head(from, to, msg, buf)?;
+        buf.reserve(payload);
+        for entry in entries_of(msg) {
+            buf.extend_from_slice(&entry.data);
+        }
+        Ok(())
+    }
+
+    /// Convenience: a fresh frame as [`Bytes`].
+    pub fn encode(&self, from: NodeId, to: NodeId, msg: &Message) -> Result<Bytes, EncodeError> {
+        let entries = entries_of(msg);
+        let hint = head_capacity(entries).saturating_add(payload_len(entries));
+        let mut buf = Vec::with_capacity(hint.min(self.max_frame_bytes));
+        self.encode_into(from, to, msg, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Zero-copy variant for vectored writes (e.g. quinn `write_all_chunks`): pushes onto
+    /// `chunks` the fixed header and bincode header as one chunk, followed by the non-empty
+    /// entry payloads (reference-count clones, no copy). Concatenating the pushed chunks gives
+    /// exactly the bytes of [`Codec::encode`]. On error `chunks` is left unchanged.
+    pub fn encode_chunks(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        msg: &Message,
+        chunks: &mut Vec<Bytes>,
+    ) -> Result<(), EncodeError> {
+        let entries = entries_of(msg);
+        let mut head = Vec::with_capacity(head_capacity(entries).min(self.max_frame_bytes));
+        self.write_head(from, to, msg, &mut head)?;
+        chunks.reserve(1 + entries.len());
+        chunks.push(Bytes::from(head));
+        let payloads = entries.iter().filter(|e| !e.data.is_empty());
+        chunks.extend(payloads.map(|e| e.data.clone()));
+        Ok(())
+    }
+
+    /// Decodes one whole frame. Checks its size against the maximum, its version and its
+    /// cluster id; the entry payloads of the result are slices of `frame`.
+    pub fn decode(&self, frame: Bytes) -> Result<Envelope, DecodeError> {
+        let len = frame.len();
+        if len > self.max_frame_bytes {
+            return Err(DecodeError::FrameTooLarge {
+                len,
+                max: self.max_frame_bytes,
+            });
+        }
+        let (&version, rest) = frame.split_first().ok_or(DecodeError::Truncated)?;
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let (cluster_id, rest) = rest.split_first_chunk().ok_or(DecodeError::Truncated)?;
+        let cluster_id = u64::from_le_bytes(*cluster_id);
+        if cluster_id != self.cluster_id {
+            return Err(DecodeError::WrongCluster {
+                expected: self.cluster_id,
+                found: cluster_id,
+            });
+        }
+        let (from, rest) = rest.split_first_chunk().ok_or(DecodeError::Truncated)?;
+        let (to, header) = rest.split_first_chunk().ok_or(DecodeError::Truncated)?;
+        let (from, to) = (u64::from_le_bytes(*from), u64::from_le_bytes(*to));
+
+        let ctx = DecodeCtx {
+            frame: &frame,
+            declared: 0,
+            failure: None,
+        };
+        let mut decoder = DecoderImpl::new(HeaderReader { rest: header }, CONFIG, ctx);
+        let wire = Wire::<EntriesIn>::decode(&mut decoder);
+        if let Some(failure) = decoder.context().failure.take() {
+            return Err(failure);
+        }
+        let wire = wire.map_err(|e| match e {
+            BincodeDecodeError::UnexpectedEnd { .. } => DecodeError::Truncated,
+            other => DecodeError::Malformed(other.to_string()),
+        })?;
+        let declared = decoder.context().declared;
+        let available = decoder.reader().rest.len();
+        if declared != available as u64 {
+            return Err(DecodeError::PayloadLengthMismatch {
+                declared,
+                available: available as u64,
+            });
+        }
+        let payload_start = len - available;
+        let msg = message_from_wire(wire, &frame, payload_start)?;
+        Ok(Envelope {
+            cluster_id,
+            from,
+            to,
+            msg,
+        })
+    }
+
+    /// Writes the fixed header and the bincode header to `buf` and returns the payload size.
+    /// Refuses (leaving `buf` unchanged) a frame that would exceed the maximum size.
+    fn write_head(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        msg: &Message,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
+        let max = self.max_frame_bytes;
+        let payload = payload_len(entries_of(msg));
+        let at_least = FIXED_LEN.saturating_add(payload);
+        if at_least > max {
+            return Err(EncodeError::FrameTooLarge { len: at_least, max });
+        }
+        let start = buf.len();
+        buf.push(PROTOCOL_VERSION);
+        buf.extend_from_slice(&self.cluster_id.to_le_bytes());
+        buf.extend_from_slice(&from.to_le_bytes());
+        buf.extend_from_slice(&to.to_le_bytes());
+        if let Err(e) = bincode::encode_into_std_write(wire_of(msg), buf, CONFIG) {
+            buf.truncate(start);
+            return Err(EncodeError::Bincode(e.to_string()));
+        }
+        let len = (buf.len() - start).saturating_add(payload);
+        if len > max {
+            buf.truncate(start);
+            return Err(EncodeError::FrameTooLarge { len, max });
+        }
+        Ok(payload)
+    }
+}
+
+/// The entries a message carries (none unless it is an AppendEntries).
+fn entries_of(msg: &Message) -> &[Entry] {
+    match msg {
+        Message::AppendEntries(m) => &m.entries,
+        _ => &[],
+    }
+}
+
+/// Total payload size of `entries`, saturated at `usize::MAX`.
+fn payload_len(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .fold(0usize, |sum, e| sum.saturating_add(e.data.len()))
+}
+
+/// An upper bound on the size of the fixed and bincode headers of a message with `entries`.
+fn head_capacity(entries: &[Entry]) -> usize {
+    let table = entries.len().saturating_mul(MAX_ENTRY_WIRE_BYTES);
+    (FIXED_LEN + MAX_HEADER_BASE_BYTES).saturating_add(table)
+}
+
+/// The bincode header: a mirror of [`Message`] with the fields of each variant in declaration
+/// order, log ids as `(term, index)`, and an entry list `E` written without payloads.
+#[derive(bincode::Encode, bincode::Decode)]
+enum Wire<E> {
+    /// term, pre_vote, last_log
+    RequestVote(u64, bool, (u64, u64)),
+    /// term, pre_vote, granted
+    RequestVoteResponse(u64, bool, bool),
+    /// term, prev, commit, entries
+    AppendEntries(u64, (u64, u64), u64, E),
+    /// term, result
+    AppendEntriesResponse(u64, WireAppendResult),
+    /// term, commit
+    Heartbeat(u64, u64),
+    /// term
+    HeartbeatResponse(u64),
+}
+
+/// Mirror of [`AppendResult`].
+#[derive(bincode::Encode, bincode::Decode)]
+enum WireAppendResult {
+    /// match_index
+    Success(u64),
+    /// rejected, hint
+    Reject(u64, (u64, u64)),
+}
+
+fn wire_id(id: LogId) -> (u64, u64) {
+    (id.term, id.index)
+}
+
+fn log_id((term, index): (u64, u64)) -> LogId {
+    LogId { term, index }
+}
+
+/// Encodes entries as a count followed by `(term, index, kind byte, payload length)` each.
+struct EntriesOut<'a>(&'a [Entry]);
+
+impl Encode for EntriesOut<'_> {
+    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), BincodeEncodeError> {
+        (self.0.len() as u64).encode(encoder)?;
+        for entry in self.0 {
+            entry.term.encode(encoder)?;
+            entry.index.encode(encoder)?;
+            entry.kind.to_byte().encode(encoder)?;
+            (entry.data.len() as u64).encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+fn wire_of(msg: &Message) -> Wire<EntriesOut<'_>> {
+    match msg {
+        Message::RequestVote(m) => Wire::RequestVote(m.term, m.pre_vote, wire_id(m.last_log)),
+        Message::RequestVoteResponse(m) => Wire::RequestVoteResponse(m.term, m.pre_vote, m.granted),
+        Message::AppendEntries(m) => {
+            Wire::AppendEntries(m.term, wire_id(m.prev), m.commit, EntriesOut(&m.entries))
+        }
+        Message::AppendEntriesResponse(m) => Wire::AppendEntriesResponse(
+            m.term,
+            match m.result {
+                AppendResult::Success { match_index } => WireAppendResult::Success(match_index),
+                AppendResult::Reject { rejected, hint } => {
+                    WireAppendResult::Reject(rejected, wire_id(hint))
+                }
+            },
+        ),
+        Message::Heartbeat(m) => Wire::Heartbeat(m.term, m.commit),
+        Message::HeartbeatResponse(m) => Wire::HeartbeatResponse(m.term),
+    }
+}
+
+/// Decoding state shared with [`EntriesIn::decode`].
+struct DecodeCtx<'a> {
+    /// The whole frame, to cut payload slices from.
+    frame: &'a Bytes,
+    /// Sum of the declared payload lengths, saturated at `u64::MAX` (never a valid total).
+    declared: u64,
+    /// A typed error found while decoding, reported in place of bincode's.
+    failure: Option<DecodeError>,
+}
+
+/// Decoded entries. Until the end of the header is known, each entry's data is a placeholder
+/// slice of the frame with the declared payload length; [`message_from_wire`] re-points it.
+struct EntriesIn(Vec<Entry>);
+
+impl<'a> Decode<DecodeCtx<'a>> for EntriesIn {
+    fn decode<D: Decoder<Context = DecodeCtx<'a>>>(
+        decoder: &mut D,
+    ) -> Result<Self, BincodeDecodeError> {
+        let count = u64::decode(decoder)?;
+        let room = decoder.context().frame.len() / MIN_ENTRY_WIRE_BYTES;
+        if count > room as u64 {
+            return Err(BincodeDecodeError::Other(
+                "more entries than the frame can hold",
+            ));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let term = u64::decode(decoder)?;
+            let index = u64::decode(decoder)?;
+            let kind = u8::decode(decoder)?;
+            let len = u64::decode(decoder)?;
+            let ctx = decoder.context();
+            let Some(kind) = EntryKind::from_byte(kind) else {
+                ctx.failure = Some(DecodeError::UnknownEntryKind(kind));
+                return Err(BincodeDecodeError::Other("unknown entry kind"));
+            };
+            ctx.declared = ctx.declared.saturating_add(len);
+            let data = match usize::try_from(len) {
+                Ok(len) if len <= ctx.frame.len() => ctx.frame.slice(..len),
+                // Cannot fit: the total check fails before this placeholder is used.
+                _ => Bytes::new(),
+            };
+            entries.push(Entry {
+                term,
+                index,
+                kind,
+                data,
+            });
+        }
+        Ok(EntriesIn(entries))
+    }
+}
+
+/// A bincode reader over the header that tells how many bytes are left after decoding.
+struct HeaderReader<'a> {
+    rest: &'a [u8],
+}
+
+impl Reader for HeaderReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> Result<(), BincodeDecodeError> {
+        let Some((head, rest)) = self.rest.split_at_checked(out.len()) else {
+            return Err(BincodeDecodeError::UnexpectedEnd {
+                additional: out.len() - self.rest.len(),
+            });
+        };
+        out.copy_from_slice(head);
+        self.rest = rest;
+        Ok(())
+    }
+
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.rest.get(..n)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or_default();
+    }
+}
+
+/// Builds the message from its decoded header; payloads are cut from `frame` at `payload_start`.
+/// The caller has checked that the declared payload lengths add up to the rest of the frame.
+fn message_from_wire(
+    wire: Wire<EntriesIn>,
+    frame: &Bytes,
+    payload_start: usize,
+) -> Result<Message, DecodeError> {
+    Ok(match wire {
+        Wire::RequestVote(term, pre_vote, last) => Message::RequestVote(RequestVote {
+            term,
+            pre_vote,
+            last_log: log_id(last),
+        }),
+        Wire::RequestVoteResponse(term, pre_vote, granted) => {
+            Message::RequestVoteResponse(RequestVoteResponse {
+                term,
+                pre_vote,
+                granted,
+            })
+        }
+        Wire::AppendEntries(term, prev, commit, EntriesIn(mut entries)) => {
+            let prev = log_id(prev);
+            let mut expected = prev.index;
+            let mut at = payload_start;
+            for (position, entry) in entries.iter_mut().enumerate() {
+                match expected.checked_add(1) {
+                    Some(next) if next == entry.index => expected = next,
+                    _ => {
+                        return Err(DecodeError::EntryIndexGap {
+                            prev_index: prev.index,
+                            position,
+                            found: entry.index,
+                        })
+                    }
+                }
+                let end = at
+                    .checked_add(entry.data.len())
+                    .filter(|&end| end <= frame.len())
+                    .ok_or_else(|| DecodeError::Malformed("payload out of bounds".into()))?;
+                entry.data = frame.slice(at..end);
+                at = end;
+            }
+            Message::AppendEntries(AppendEntries {
+                term,
+                prev,
+                entries,
+                commit,
+            })
+        }
+        Wire::AppendEntriesResponse(term, result) => {
+            let result = match result {
+                WireAppendResult::Success(match_index) => AppendResult::Success { match_index },
+                WireAppendResult::Reject(rejected, hint) => AppendResult::Reject {
+                    rejected,
+                    hint: log_id(hint),
+                },
+            };
+            Message::AppendEntriesResponse(AppendEntriesResponse { term, result })
+        }
+        Wire::Heartbeat(term, commit) => Message::Heartbeat(Heartbeat { term, commit }),
+        Wire::HeartbeatResponse(term) => Message::HeartbeatResponse(HeartbeatResponse { term }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    const CLUSTER: u64 = 0xC0FF_EE00_D15E_A5E5;
+
+    fn u64s() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0), Just(u64::MAX), 0..1000u64, any::<u64>()]
+    }
+
+    fn log_id() -> impl Strategy<Value = LogId> {
+        (u64s(), u64s()).prop_map(|(term, index)| LogId { term, index })
+    }
+
+    fn append_entries() -> impl Strategy<Value = Message> {
+        let entry = (u64s(), any::<bool>(), vec(any::<u8>(), 0..200));
+        (u64s(), log_id(), u64s(), vec(entry, 0..8)).prop_map(|(term, mut prev, commit, raw)| {
+            prev.index = prev.index.min(u64::MAX - raw.len() as u64);
+            let entries = (1..)
+                .zip(raw)
+                .map(|(i, (term, noop, data))| Entry {
+                    term,
+                    index: prev.index + i,
+                    kind: if noop {
+                        EntryKind::Noop
+                    } else {
+                        EntryKind::Normal
+                    },
+                    data: Bytes::from(data),
+                })
+                .collect();
+            Message::AppendEntries(AppendEntries {
+                term,
+                prev,
+                entries,
+                commit,
+            })
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let result = prop_oneof![
+            u64s().prop_map(|match_index| AppendResult::Success { match_index }),
+            (u64s(), log_id()).prop_map(|(rejected, hint)| AppendResult::Reject { rejected, hint }),
+        ];
+        prop_oneof![
+            (u64s(), any::<bool>(), log_id()).prop_map(|(term, pre_vote, last_log)| {
+                Message::RequestVote(RequestVote {
+                    term,
+                    pre_vote,
+                    last_log,
+                })
+            }),
+            (u64s(), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, granted)| {
+                Message::RequestVoteResponse(RequestVoteResponse {
+                    term,
+                    pre_vote,
+                    granted,
+                })
+            }),
+            append_entries(),
+            (u64s(), result).prop_map(|(term, result)| {
+                Message::AppendEntriesResponse(AppendEntriesResponse { term, result })
+            }),
+            (u64s(), u64s())
+                .prop_map(|(term, commit)| Message::Heartbeat(Heartbeat { term, commit })),
+            u64s().prop_map(|term| Message::HeartbeatResponse(HeartbeatResponse { term })),
+        ]
+    }
+
+    fn envelope() -> impl Strategy<Value = Envelope> {
+        (u64s(), u64s(), u64s(), message()).prop_map(|(cluster_id, from, to, msg)| Envelope {
+            cluster_id,
+            from,
+            to,
+            msg,
+        })
+    }
+
+    fn encode(msg: &Message) -> Bytes {
+        Codec::new(CLUSTER).encode(1, 2, msg).unwrap()
+    }
+
+    fn decode(frame: Bytes) -> Result<Envelope, DecodeError> {
+        Codec::new(CLUSTER).decode(frame)
+    }
+
+    /// A frame with a hand-made bincode header (a `Wire` with a forged entry list) and tail.
+    fn raw_frame(header: impl Encode, tail: &[u8]) -> Bytes {
+        let mut buf = vec![PROTOCOL_VERSION];
+        for word in [CLUSTER, 1, 2] {
+            buf.extend_from_slice(&word.to_le_bytes());
+        }
+        bincode::encode_into_std_write(header, &mut buf, CONFIG).unwrap();
+        buf.extend_from_slice(tail);
+        Bytes::from(buf)
+    }
+
+    fn forged_append<E>(prev_index: u64, entries: E) -> Wire<E> {
+        Wire::AppendEntries(1, (1, prev_index), 0, entries)
+    }
+
+    fn append(prev_index: u64, payloads: &[&'static [u8]]) -> Message {
+        let entries = (prev_index + 1..)
+            .zip(payloads)
+            .map(|(index, p)| Entry {
+                term: 3,
+                index,
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(p),
+            })
+            .collect();
+        Message::AppendEntries(AppendEntries {
+            term: 3,
+            prev: LogId {
+                term: 2,
+                index: prev_index,
+            },
+            entries,
+            commit: prev_index,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(env in envelope()) {
+            let codec = Codec::new(env.cluster_id);
+            let frame = codec.encode(env.from, env.to, &env.msg).unwrap();
+            prop_assert_eq!(frame[0], PROTOCOL_VERSION);
+            prop_assert_eq!(codec.decode(frame.clone()).unwrap(), env.clone());
+
+            let mut chunks = vec![Bytes::from_static(b"before")];
+            codec.encode_chunks(env.from, env.to, &env.msg, &mut chunks).unwrap();
+            prop_assert_eq!(chunks[1..].concat(), frame.to_vec());
+
+            let mut buf = b"prefix".to_vec();
+            codec.encode_into(env.from, env.to, &env.msg, &mut buf).unwrap();
+            prop_assert_eq!(&buf[..6], b"prefix");
+            prop_assert_eq!(&buf[6..], &frame[..]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..512)) {
+            let _ = decode(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn arbitrary_header_never_panics(tail in vec(any::<u8>(), 0..512)) {
+            let frame = raw_frame((), &tail);
+            if let Ok(env) = decode(frame) {
+                // Whatever decodes must encode and decode back to itself.
+                prop_assert_eq!(decode(encode(&env.msg)).unwrap().msg, env.msg);
+            }
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(msg in message()) {
+            let frame = encode(&msg);
+            for cut in 0..frame.len() {
+                prop_assert!(decode(frame.slice(..cut)).is_err(), "cut at {}", cut);
+            }
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(
+            msg in message(),
+            flips in vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+        ) {
+            let mut bytes = encode(&msg).to_vec();
+            for (at, mask) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= mask;
+            }
+            let _ = decode(Bytes::from(bytes));
+        }
+    }
+
+    #[test]
+    fn accessors_and_defaults() {
+        let codec = Codec::new(7);
+        assert_eq!(codec.cluster_id(), 7);
+        assert_eq!(codec.max_frame_bytes(), DEFAULT_MAX_FRAME_BYTES);
+        assert_eq!(codec.with_max_frame_bytes(100).max_frame_bytes(), 100);
+    }
+
+    #[test]
+    fn wrong_cluster_and_version() {
+        let frame = encode(&append(0, &[b"x"]));
+        assert_eq!(
+            Codec::new(CLUSTER + 1).decode(frame.clone()),
+            Err(DecodeError::WrongCluster {
+                expected: CLUSTER + 1,
+                found: CLUSTER
+            })
+        );
+        let mut bytes = frame.to_vec();
+        bytes[0] = 2;
+        assert_eq!(
+            decode(bytes.into()),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        assert_eq!(decode(Bytes::new()), Err(DecodeError::Truncated));
+        assert_eq!(decode(frame.slice(..20)), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode(frame.slice(..FIXED_LEN + 1)),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let msg = append(0, &[&[7; 100]]);
+        let frame = encode(&msg);
+        let small = Codec::new(CLUSTER).with_max_frame_bytes(64);
+        let len = frame.len();
+        assert_eq!(
+            small.decode(frame.clone()),
+            Err(DecodeError::FrameTooLarge { len, max: 64 })
+        );
+        let exact = Codec::new(CLUSTER).with_max_frame_bytes(len);
+        assert_eq!(exact.decode(frame.clone()).unwrap().msg, msg);
+        assert_eq!(exact.encode(1, 2, &msg).unwrap(), frame);
+
+        // Refused before writing (payload alone too big) and after (header tips it over).
+        let mut buf = b"keep".to_vec();
+        let mut chunks = Vec::new();
+        assert_eq!(
+            small.encode_into(1, 2, &msg, &mut buf),
+            Err(EncodeError::FrameTooLarge {
+                len: FIXED_LEN + 100,
+                max: 64
+            })
+        );
+        let tight = Codec::new(CLUSTER).with_max_frame_bytes(len - 1);
+        assert_eq!(
+            tight.encode_into(1, 2, &msg, &mut buf),
+            Err(EncodeError::FrameTooLarge { len, max: len - 1 })
+        );
+        assert!(tight.encode_chunks(1, 2, &msg, &mut chunks).is_err());
+        assert!(tight.encode(1, 2, &msg).is_err());
+        assert_eq!(buf, b"keep");
+        assert!(chunks.is_empty());
+
+        let err = EncodeError::FrameTooLarge {
+            len: 20_000_000,
+            max: DEFAULT_MAX_FRAME_BYTES,
+        };
+        assert_eq!(
+            err.to_string(),
+            "frame of 20000000 bytes exceeds the 16777216-byte limit"
+        );
+    }
+
+    #[test]
+    fn payload_length_must_match_the_rest_of_the_frame() {
+        let heartbeat = encode(&Message::Heartbeat(Heartbeat { term: 1, commit: 1 }));
+        let extra = Bytes::from([&heartbeat[..], b"!"].concat());
+        let mismatch = |declared, available| {
+            Err(DecodeError::PayloadLengthMismatch {
+                declared,
+                available,
+            })
+        };
+        assert_eq!(decode(extra), mismatch(0, 1));
+
+        let frame = encode(&append(4, &[b"ab", b"", b"c"]));
+        let extra = Bytes::from([&frame[..], b"!"].concat());
+        assert_eq!(decode(extra), mismatch(3, 4));
+        assert_eq!(decode(frame.slice(..frame.len() - 1)), mismatch(3, 2));
+
+        let huge = forged_append(0, (1u64, (1u64, 1u64, 0u8, u64::MAX)));
+        assert_eq!(decode(raw_frame(huge, b"abc")), mismatch(u64::MAX, 3));
+        let two = (2u64, (1u64, 1u64, 0u8, u64::MAX), (1u64, 2u64, 0u8, 5u64));
+        assert_eq!(
+            decode(raw_frame(forged_append(0, two), b"")),
+            mismatch(u64::MAX, 0)
+        );
+    }
+
+    #[test]
+    fn unknown_entry_kind_is_reported() {
+        let entries = (1u64, (1u64, 1u64, 7u8, 0u64));
+        let frame = raw_frame(forged_append(0, entries), b"");
+        assert_eq!(decode(frame), Err(DecodeError::UnknownEntryKind(7)));
+        // The same frame with a known kind decodes: the test isolates the kind byte.
+        let frame = raw_frame(forged_append(0, (1u64, (1u64, 1u64, 1u8, 0u64))), b"");
+        assert!(decode(frame).is_ok());
+    }
+
+    #[test]
+    fn forged_headers_are_malformed() {
+        for count in [u64::MAX, 1 << 40, 1000] {
+            let frame = raw_frame(forged_append(0, count), b"");
+            assert!(
+                matches!(decode(frame), Err(DecodeError::Malformed(_))),
+                "{count}"
+            );
+        }
+        let frame = raw_frame(9u32, b"");
+        assert!(matches!(decode(frame), Err(DecodeError::Malformed(_))));
+        let bad_bool = raw_frame((1u32, 5u64, 2u8), b"");
+        assert!(matches!(decode(bad_bool), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn entry_indexes_must_be_consecutive() {
+        fn gap(entries: impl Encode) -> Result<Envelope, DecodeError> {
+            decode(raw_frame(forged_append(5, entries), b""))
+        }
+        let err = |position, found| {
+            Err(DecodeError::EntryIndexGap {
+                prev_index: 5,
+                position,
+                found,
+            })
+        };
+        assert_eq!(
+            gap((2u64, (1u64, 6u64, 0u8, 0u64), (1u64, 8u64, 0u8, 0u64))),
+            err(1, 8)
+        );
+        assert_eq!(gap((1u64, (1u64, 5u64, 0u8, 0u64))), err(0, 5));
+        assert!(gap((2u64, (1u64, 6u64, 0u8, 0u64), (1u64, 7u64, 1u8, 0u64))).is_ok());
+
+        let overflow = raw_frame(
+            forged_append(u64::MAX, (1u64, (1u64, 0u64, 0u8, 0u64))),
+            b"",
+        );
+        assert_eq!(
+            decode(overflow),
+            Err(DecodeError::EntryIndexGap {
+                prev_index: u64::MAX,
+                position: 0,
+                found: 0
+            })
+        );
+    }
+
+    #[test]
+    fn payloads_are_slices_of_the_frame() {
+        let frame = encode(&append(0, &[b"hello", b"", b"world!"]));
+        let range = frame.as_ptr_range();
+        let Message::AppendEntries(m) = decode(frame.clone()).unwrap().msg else {
+            panic!("not an AppendEntries");
+        };
+        assert_eq!(m.entries[0].data, &b"hello"[..]);
+        assert_eq!(m.entries[2].data, &b"world!"[..]);
+        for entry in m.entries.iter().filter(|e| !e.data.is_empty()) {
+            let inner = entry.data.as_ptr_range();
+            assert!(range.start <= inner.start && inner.end <= range.end);
+        }
+    }
+}

@@ -60,7 +60,13 @@ impl Durability {
         let w = self.open();
         if let Some(t) = truncate_from {
             w.entries.retain(|e| e.index < t);
-            w.truncate_from = Some(w.truncate_from.map_or(t, |old| old.min(t)));
+            // Keep the write's meaning "cut the log here, then append": the cut point never
+            // lies above the first entry the write still carries.
+            let mut cut = w.truncate_from.map_or(t, |old| old.min(t));
+            if let Some(first) = w.entries.first() {
+                cut = cut.min(first.index);
+            }
+            w.truncate_from = Some(cut);
         }
         w.entries.extend_from_slice(entries);
     }
@@ -143,5 +149,48 @@ impl Durability {
             Some(&(s, _)) if s <= self.durable => self.held.pop_front().map(|(_, h)| h),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::EntryKind;
+
+    fn e(index: u64, term: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn truncation_inside_an_open_write_keeps_cut_then_append_meaning() {
+        let mut d = Durability::new(HardState::default());
+        d.write_entries(None, &[e(5, 1), e(6, 1), e(7, 1), e(8, 1)]);
+        d.write_entries(Some(7), &[e(7, 2)]);
+        let w = d.take_open(0).expect("open write");
+        assert_eq!(w.truncate_from, Some(5));
+        let idx: Vec<u64> = w.entries.iter().map(|e| e.index).collect();
+        assert_eq!(idx, vec![5, 6, 7]);
+        assert_eq!(w.entries[2].term, 2);
+    }
+
+    #[test]
+    fn holds_until_durable_and_releases_in_order() {
+        let mut d = Durability::new(HardState::default());
+        assert!(d.hold(Held::SelfVote(1)).is_some(), "nothing pending: release at once");
+        d.push_entry(e(1, 1));
+        assert!(d.hold(Held::SelfVote(2)).is_none());
+        let w = d.take_open(0).expect("write");
+        assert_eq!(w.seq, 1);
+        assert!(d.pop_released().is_none());
+        let mut seen = Vec::new();
+        assert!(!d.persisted(2, |id| seen.push(id)), "seq 2 never issued");
+        assert!(d.persisted(1, |id| seen.push(id)));
+        assert_eq!(seen, vec![LogId { term: 1, index: 1 }]);
+        assert!(matches!(d.pop_released(), Some(Held::SelfVote(2))));
     }
 }

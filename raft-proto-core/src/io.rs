@@ -89,7 +89,8 @@ pub struct PersistWrite {
     pub seq: u64,
     /// Delete every stored entry with an index at or above this one before appending.
     pub truncate_from: Option<Index>,
-    /// Entries to append, consecutive, starting right after the (possibly truncated) log.
+    /// Entries to append, consecutive. The first one's index is `truncate_from` when a cut is
+    /// given, otherwise one past the last stored entry.
     pub entries: Vec<Entry>,
     /// New hard state to store, if it changed.
     pub hard_state: Option<HardState>,
