@@ -91,13 +91,14 @@ impl Loop {
                 match o {
                     Output::Send { to, msg } => {
                         let from = i as u64 + 1;
-                        self.queue.push_back((to as usize - 1, Input::Receive { from, msg }));
+                        self.queue
+                            .push_back((to as usize - 1, Input::Receive { from, msg }));
                     }
-                    Output::Persist(w) => self.queue.push_back((i, Input::Persisted { seq: w.seq })),
-                    Output::Apply { entries } => {
-                        if i == 0 {
-                            self.committed += entries.len() as u64;
-                        }
+                    Output::Persist(w) => {
+                        self.queue.push_back((i, Input::Persisted { seq: w.seq }))
+                    }
+                    Output::Apply { entries } if i == 0 => {
+                        self.committed += entries.len() as u64;
                     }
                     _ => {}
                 }
@@ -108,7 +109,10 @@ impl Loop {
 
 fn measure(batch: usize, entries: u64) -> (f64, f64) {
     let mut l = Loop::new();
-    let mut payloads = Payloads { arena: Bytes::new(), at: 0 };
+    let mut payloads = Payloads {
+        arena: Bytes::new(),
+        at: 0,
+    };
     let start_committed = l.committed;
     let allocs0 = ALLOCS.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -116,12 +120,18 @@ fn measure(batch: usize, entries: u64) -> (f64, f64) {
     while l.committed - start_committed < entries {
         let input = if batch == 1 {
             request += 1;
-            Input::Propose(Proposal { request, data: payloads.next() })
+            Input::Propose(Proposal {
+                request,
+                data: payloads.next(),
+            })
         } else {
             let mut ps = Vec::with_capacity(batch);
             for _ in 0..batch {
                 request += 1;
-                ps.push(Proposal { request, data: payloads.next() });
+                ps.push(Proposal {
+                    request,
+                    data: payloads.next(),
+                });
             }
             Input::ProposeBatch(ps)
         };
@@ -138,10 +148,16 @@ fn main() {
     let mut entries: u64 = 1_000_000;
     let args: Vec<String> = std::env::args().collect();
     if let Some(p) = args.iter().position(|a| a == "--entries") {
-        entries = args.get(p + 1).and_then(|s| s.parse().ok()).unwrap_or(entries);
+        entries = args
+            .get(p + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(entries);
     }
     println!("3-node in-memory loop, {PAYLOAD}-byte payloads, instant persistence");
-    println!("{:>6} {:>12} {:>18} {:>16}", "batch", "entries", "committed/s", "allocs/entry");
+    println!(
+        "{:>6} {:>12} {:>18} {:>16}",
+        "batch", "entries", "committed/s", "allocs/entry"
+    );
     for batch in [1usize, 64] {
         let n = if batch == 1 { entries / 4 } else { entries };
         let mut best = (0.0f64, f64::MAX);

@@ -14,7 +14,10 @@ use crate::types::{Entry, HardState, LogId, NodeId, Term};
 /// Something waiting for a write to become durable.
 #[derive(Debug, Clone)]
 pub(crate) enum Held {
-    Send { to: NodeId, msg: Message },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
     /// The candidate's vote for itself in this term.
     SelfVote(Term),
 }
@@ -181,7 +184,10 @@ mod tests {
     #[test]
     fn holds_until_durable_and_releases_in_order() {
         let mut d = Durability::new(HardState::default());
-        assert!(d.hold(Held::SelfVote(1)).is_some(), "nothing pending: release at once");
+        assert!(
+            d.hold(Held::SelfVote(1)).is_some(),
+            "nothing pending: release at once"
+        );
         d.push_entry(e(1, 1));
         assert!(d.hold(Held::SelfVote(2)).is_none());
         let w = d.take_open(0).expect("write");

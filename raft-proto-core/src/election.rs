@@ -54,7 +54,12 @@ impl RaftNode {
         }
     }
 
-    pub(crate) fn handle_vote_request(&mut self, from: NodeId, rv: RequestVote, out: &mut Vec<Output>) {
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        rv: RequestVote,
+        out: &mut Vec<Output>,
+    ) {
         let can_vote = self.vote == from
             || (self.vote == NO_NODE && self.leader == NO_NODE)
             || (rv.pre_vote && rv.term > self.term);

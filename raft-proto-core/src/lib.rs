@@ -27,19 +27,18 @@ mod log;
 pub mod message;
 mod node;
 mod progress;
-mod replication;
 pub mod quorum;
+mod replication;
 mod rng;
 mod status;
 mod types;
 
 pub use config::{Config, ConfigError, RecoveredState, RecoveryError};
-pub use io::{Event, Input, Output, PersistWrite, ProposeError, Proposal};
+pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError};
 pub use message::Message;
 pub use node::RaftNode;
 pub use progress::ReplicationState;
 pub use status::{PeerStatus, Status};
 pub use types::{
-    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term,
-    NO_NODE,
+    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term, NO_NODE,
 };

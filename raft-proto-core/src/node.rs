@@ -62,7 +62,11 @@ impl RaftNode {
             hs.commit,
         );
         let voters = JointConfig::simple(cfg.voters.iter().copied());
-        let peers = voters.ids().into_iter().filter(|&id| id != cfg.id).collect();
+        let peers = voters
+            .ids()
+            .into_iter()
+            .filter(|&id| id != cfg.id)
+            .collect();
         let rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut node = RaftNode {
             voters,
@@ -332,7 +336,11 @@ impl RaftNode {
                 {
                     // Tell the stale leader about the newer term so it steps down.
                     let term = self.term;
-                    self.send(from, Message::HeartbeatResponse(HeartbeatResponse { term }), out);
+                    self.send(
+                        from,
+                        Message::HeartbeatResponse(HeartbeatResponse { term }),
+                        out,
+                    );
                 }
                 Message::RequestVote(rv) if rv.pre_vote => {
                     let reply = RequestVoteResponse {

@@ -90,7 +90,8 @@ impl MajorityConfig {
 
     /// Whether the voters for which `active` holds form a majority.
     pub fn has_quorum(&self, active: impl Fn(NodeId) -> bool) -> bool {
-        self.voters.is_empty() || self.voters.iter().filter(|&&id| active(id)).count() >= self.quorum()
+        self.voters.is_empty()
+            || self.voters.iter().filter(|&&id| active(id)).count() >= self.quorum()
     }
 }
 
@@ -172,7 +173,8 @@ impl JointConfig {
 
     /// Whether the active voters form a quorum in both sets.
     pub fn has_quorum(&self, active: impl Fn(NodeId) -> bool + Copy) -> bool {
-        self.incoming.has_quorum(active) && self.outgoing.as_ref().is_none_or(|o| o.has_quorum(active))
+        self.incoming.has_quorum(active)
+            && self.outgoing.as_ref().is_none_or(|o| o.has_quorum(active))
     }
 }
 
@@ -190,9 +192,15 @@ mod tests {
         assert_eq!(c.committed_index(acked(&[(1, 5), (2, 3), (3, 9)])), 5);
         assert_eq!(c.committed_index(acked(&[(1, 5)])), 0);
         let c5 = MajorityConfig::new([1, 2, 3, 4, 5]);
-        assert_eq!(c5.committed_index(acked(&[(1, 10), (2, 9), (3, 1), (4, 2), (5, 8)])), 8);
+        assert_eq!(
+            c5.committed_index(acked(&[(1, 10), (2, 9), (3, 1), (4, 2), (5, 8)])),
+            8
+        );
         let c4 = MajorityConfig::new([1, 2, 3, 4]);
-        assert_eq!(c4.committed_index(acked(&[(1, 10), (2, 9), (3, 1), (4, 2)])), 2);
+        assert_eq!(
+            c4.committed_index(acked(&[(1, 10), (2, 9), (3, 1), (4, 2)])),
+            2
+        );
         let c1 = MajorityConfig::new([7]);
         assert_eq!(c1.committed_index(acked(&[(7, 4)])), 4);
     }
@@ -203,7 +211,10 @@ mod tests {
         let a = [(1, 10), (2, 10), (3, 4), (4, 2), (5, 7)];
         // incoming {1,2,3}: 10; outgoing {3,4,5}: 4
         assert_eq!(j.committed_index(acked(&a)), 4);
-        assert_eq!(JointConfig::simple([1, 2, 3]).committed_index(acked(&a)), 10);
+        assert_eq!(
+            JointConfig::simple([1, 2, 3]).committed_index(acked(&a)),
+            10
+        );
         assert_eq!(j.ids().as_slice(), &[1, 2, 3, 4, 5]);
     }
 
@@ -215,10 +226,19 @@ mod tests {
         };
         assert_eq!(c.vote_result(v(&[(1, true)])), VoteResult::Pending);
         assert_eq!(c.vote_result(v(&[(1, true), (2, true)])), VoteResult::Won);
-        assert_eq!(c.vote_result(v(&[(1, true), (2, false), (3, false)])), VoteResult::Lost);
-        assert_eq!(c.vote_result(v(&[(2, false), (3, false)])), VoteResult::Lost);
+        assert_eq!(
+            c.vote_result(v(&[(1, true), (2, false), (3, false)])),
+            VoteResult::Lost
+        );
+        assert_eq!(
+            c.vote_result(v(&[(2, false), (3, false)])),
+            VoteResult::Lost
+        );
         let j = JointConfig::joint([1, 2, 3], [4, 5, 6]);
-        assert_eq!(j.vote_result(v(&[(1, true), (2, true)])), VoteResult::Pending);
+        assert_eq!(
+            j.vote_result(v(&[(1, true), (2, true)])),
+            VoteResult::Pending
+        );
         assert_eq!(
             j.vote_result(v(&[(1, true), (2, true), (4, true), (5, true)])),
             VoteResult::Won

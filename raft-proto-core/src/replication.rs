@@ -1,6 +1,6 @@
 //! Log replication (section 5.3), commit (5.4, Figure 8), proposals and apply.
 
-use crate::io::{Event, Output, ProposeError, Proposal};
+use crate::io::{Event, Output, Proposal, ProposeError};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
 };
@@ -82,9 +82,9 @@ impl RaftNode {
                 // The entries were compacted away: only a snapshot could help this follower.
                 return;
             };
-            let entries = self
-                .log
-                .slice(pr.next, self.log.last_index(), self.cfg.max_message_bytes);
+            let entries =
+                self.log
+                    .slice(pr.next, self.log.last_index(), self.cfg.max_message_bytes);
             if entries.is_empty() && !send_if_empty {
                 return;
             }
@@ -148,14 +148,17 @@ impl RaftNode {
         }
     }
 
-    pub(crate) fn handle_append(&mut self, from: NodeId, mut m: AppendEntries, out: &mut Vec<Output>) {
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        mut m: AppendEntries,
+        out: &mut Vec<Output>,
+    ) {
         if !self.follow_current_leader(from, out) {
             return;
         }
         let term = self.term;
-        let reply = |result| {
-            Message::AppendEntriesResponse(AppendEntriesResponse { term, result })
-        };
+        let reply = |result| Message::AppendEntriesResponse(AppendEntriesResponse { term, result });
         if m.prev.index < self.log.committed {
             let match_index = self.log.committed;
             self.send_when_durable(from, reply(AppendResult::Success { match_index }), out);
@@ -167,11 +170,9 @@ impl RaftNode {
             self.send(from, reply(AppendResult::Reject { rejected, hint }), out);
             return;
         }
-        let consecutive = m
-            .entries
-            .iter()
-            .enumerate()
-            .all(|(k, e)| Some(e.index) == m.prev.index.checked_add(k as u64 + 1) && e.term <= m.term);
+        let consecutive = m.entries.iter().enumerate().all(|(k, e)| {
+            Some(e.index) == m.prev.index.checked_add(k as u64 + 1) && e.term <= m.term
+        });
         if !consecutive {
             out.push(Output::Event(Event::InvalidInput {
                 reason: "append entries are not consecutive after prev or have a future term",
@@ -213,7 +214,11 @@ impl RaftNode {
         }
         self.commit_to(h.commit);
         let term = self.term;
-        self.send(from, Message::HeartbeatResponse(HeartbeatResponse { term }), out);
+        self.send(
+            from,
+            Message::HeartbeatResponse(HeartbeatResponse { term }),
+            out,
+        );
     }
 
     fn commit_to(&mut self, index: Index) {

@@ -105,10 +105,8 @@ impl Cluster {
         for o in outs {
             self.trace.push((id, o.clone()));
             match o {
-                Output::Send { to, msg } => {
-                    if !self.cut.contains(&(id, to)) {
-                        self.net.push_back((id, to, msg));
-                    }
+                Output::Send { to, msg } if !self.cut.contains(&(id, to)) => {
+                    self.net.push_back((id, to, msg));
                 }
                 Output::Persist(w) => {
                     let seq = w.seq;
