@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids = [1, 2, 3];
     let mut nodes = Vec::new();
     for id in ids {
-        nodes.push(RaftNode::new(Config::new(id, ids), RecoveredState::default())?);
+        nodes.push(RaftNode::new(
+            Config::new(id, ids),
+            RecoveredState::default(),
+        )?);
     }
     let mut disks: Vec<Vec<raft_proto_core::Entry>> = vec![Vec::new(); 3];
     let mut inbox: VecDeque<(usize, Input)> = VecDeque::new();
@@ -39,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Output::Apply { entries } => {
                         for e in entries.iter().filter(|e| !e.data.is_empty()) {
                             let text = String::from_utf8_lossy(&e.data);
-                            println!("tick {tick:3}: node {} applies #{} {text:?}", i + 1, e.index);
+                            println!(
+                                "tick {tick:3}: node {} applies #{} {text:?}",
+                                i + 1,
+                                e.index
+                            );
                         }
                     }
                     Output::Event(ev) => println!("tick {tick:3}: node {}: {ev:?}", i + 1),
@@ -51,11 +58,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if proposed < 3 {
                 proposed += 1;
                 let data = Bytes::from(format!("set x = {proposed}"));
-                inbox.push_back((l, Input::Propose(Proposal { request: proposed, data })));
+                inbox.push_back((
+                    l,
+                    Input::Propose(Proposal {
+                        request: proposed,
+                        data,
+                    }),
+                ));
             }
         }
     }
     let s = nodes[0].status();
-    println!("node 1: term {} commit {} leader {:?}", s.term, s.commit, s.leader);
+    println!(
+        "node 1: term {} commit {} leader {:?}",
+        s.term, s.commit, s.leader
+    );
     Ok(())
 }
