@@ -1,12 +1,12 @@
-//! Three Raft nodes in one thread: an in-memory "network" (a queue) and "disk" (a vector per
-//! node). They elect a leader and commit a few proposals.
+//! Three Raft nodes in one thread: a queue is the network and a vector per node is the disk.
+//! They elect a leader and commit a few proposals.
 //!
 //! Run with `cargo run -p raft-proto-core --example three_nodes`.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use raft_proto_core::{Config, Input, Output, Proposal, RaftNode, RecoveredState, Role};
+use raft_proto_core::{Config, Entry, Input, Output, Proposal, RaftNode, RecoveredState, Role};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids = [1, 2, 3];
@@ -17,54 +17,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             RecoveredState::default(),
         )?);
     }
-    let mut disks: Vec<Vec<raft_proto_core::Entry>> = vec![Vec::new(); 3];
-    let mut inbox: VecDeque<(usize, Input)> = VecDeque::new();
-    let mut proposed = 0;
-    for tick in 0..200 {
-        for i in 0..3 {
-            inbox.push_back((i, Input::Tick));
+    let mut disks: Vec<Vec<Entry>> = vec![Vec::new(); 3];
+    let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
+    for tick in 0..100 {
+        queue.extend((0..3).map(|i| (i, Input::Tick)));
+        if let Some(l) = nodes.iter().position(|n| n.role() == Role::Leader) {
+            let data = Bytes::from(format!("set x = {tick}"));
+            queue.push_back((
+                l,
+                Input::Propose(Proposal {
+                    request: tick,
+                    data,
+                }),
+            ));
         }
-        while let Some((i, input)) = inbox.pop_front() {
+        while let Some((i, input)) = queue.pop_front() {
             for out in nodes[i].step(input) {
                 match out {
                     Output::Send { to, msg } => {
                         let from = nodes[i].id();
-                        inbox.push_back((to as usize - 1, Input::Receive { from, msg }));
+                        queue.push_back((to as usize - 1, Input::Receive { from, msg }));
                     }
                     Output::Persist(w) => {
                         // A real driver writes and syncs here, then reports the write durable.
-                        if let Some(t) = w.truncate_from {
-                            disks[i].retain(|e| e.index < t);
+                        if let Some(cut) = w.truncate_from {
+                            disks[i].retain(|e| e.index < cut);
                         }
                         disks[i].extend(w.entries);
-                        inbox.push_back((i, Input::Persisted { seq: w.seq }));
+                        queue.push_back((i, Input::Persisted { seq: w.seq }));
                     }
-                    Output::Apply { entries } => {
+                    Output::Apply { entries } if i == 0 => {
                         for e in entries.iter().filter(|e| !e.data.is_empty()) {
-                            let text = String::from_utf8_lossy(&e.data);
-                            println!(
-                                "tick {tick:3}: node {} applies #{} {text:?}",
-                                i + 1,
-                                e.index
-                            );
+                            let cmd = String::from_utf8_lossy(&e.data);
+                            println!("tick {tick:3}: node 1 applies #{} {cmd:?}", e.index);
                         }
                     }
                     Output::Event(ev) => println!("tick {tick:3}: node {}: {ev:?}", i + 1),
                     _ => {}
                 }
-            }
-        }
-        if let Some(l) = nodes.iter().position(|n| n.role() == Role::Leader) {
-            if proposed < 3 {
-                proposed += 1;
-                let data = Bytes::from(format!("set x = {proposed}"));
-                inbox.push_back((
-                    l,
-                    Input::Propose(Proposal {
-                        request: proposed,
-                        data,
-                    }),
-                ));
             }
         }
     }
