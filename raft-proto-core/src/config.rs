@@ -2,6 +2,10 @@
 
 use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term, NO_NODE};
 
+/// Largest log index the core accepts from storage; far beyond any real log, it leaves room so
+/// index arithmetic never overflows.
+pub const MAX_INDEX: Index = u64::MAX / 4;
+
 /// Static configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -147,6 +151,11 @@ impl RecoveredState {
     /// Checks that the recovered pieces are consistent with each other.
     pub fn validate(&self) -> Result<(), RecoveryError> {
         let snap = self.snapshot.unwrap_or_default();
+        if snap.last_index > MAX_INDEX {
+            return Err(RecoveryError::IndexOutOfRange {
+                index: snap.last_index,
+            });
+        }
         if snap.last_term > self.hard_state.term {
             return Err(RecoveryError::TermAboveHardState {
                 index: snap.last_index,
@@ -221,6 +230,12 @@ pub enum RecoveryError {
         commit: Index,
         /// The last recovered index.
         last: Index,
+    },
+    /// An index beyond what the core accepts ([`MAX_INDEX`]).
+    #[error("log index {index} is out of range")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: Index,
     },
     /// The configuration is invalid.
     #[error(transparent)]

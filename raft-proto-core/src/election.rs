@@ -11,6 +11,14 @@ use crate::types::{Entry, EntryKind, NodeId, Role, NO_NODE};
 impl RaftNode {
     /// Starts a pre-vote round (`pre`) or a real election.
     pub(crate) fn campaign(&mut self, pre: bool, out: &mut Vec<Output>) {
+        if self.term == u64::MAX {
+            // Terms are exhausted; only a forged message can bring a node here.
+            out.push(Output::Event(crate::io::Event::InvalidInput {
+                reason: "term space exhausted: cannot campaign",
+            }));
+            self.reset_election_timer();
+            return;
+        }
         self.votes.clear();
         self.reset_election_timer();
         self.set_leader(NO_NODE, out);
@@ -115,7 +123,14 @@ impl RaftNode {
             .vote_result(|id| votes.iter().find(|v| v.0 == id).map(|v| v.1));
         match result {
             VoteResult::Won if self.role == Role::PreCandidate => self.campaign(false, out),
-            VoteResult::Won => self.become_leader(out),
+            VoteResult::Won => {
+                // Lead only once this term and our vote are durable: a leader whose term could
+                // be forgotten in a crash might vote for a rival in the same term afterwards.
+                let me = self.cfg.id;
+                if self.votes.iter().any(|&(id, granted)| id == me && granted) {
+                    self.become_leader(out);
+                }
+            }
             VoteResult::Lost => self.become_follower(self.term, NO_NODE, out),
             VoteResult::Pending => {}
         }

@@ -33,7 +33,7 @@ mod rng;
 mod status;
 mod types;
 
-pub use config::{Config, ConfigError, RecoveredState, RecoveryError};
+pub use config::{Config, ConfigError, RecoveredState, RecoveryError, MAX_INDEX};
 pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError};
 pub use message::Message;
 pub use node::RaftNode;

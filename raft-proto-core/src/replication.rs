@@ -170,12 +170,10 @@ impl RaftNode {
             self.send(from, reply(AppendResult::Reject { rejected, hint }), out);
             return;
         }
-        let consecutive = m.entries.iter().enumerate().all(|(k, e)| {
-            Some(e.index) == m.prev.index.checked_add(k as u64 + 1) && e.term <= m.term
-        });
-        if !consecutive {
+        if !well_formed(&m) {
             out.push(Output::Event(Event::InvalidInput {
-                reason: "append entries are not consecutive after prev or have a future term",
+                reason: "append entries must follow prev at consecutive indexes, with terms \
+                         from prev's up to the message's, never decreasing",
             }));
             return;
         }
@@ -321,4 +319,19 @@ impl RaftNode {
             self.proposals.pop_front();
         }
     }
+}
+
+/// Entries of an append must follow `prev` at consecutive indexes, with terms that never
+/// decrease, starting at `prev`'s term or later and never above the message's term. Anything else
+/// could only come from a broken or malicious peer and would leave an unrecoverable log.
+fn well_formed(m: &AppendEntries) -> bool {
+    let mut term = m.prev.term;
+    for (k, e) in m.entries.iter().enumerate() {
+        let next_index = m.prev.index.checked_add(k as u64 + 1);
+        if Some(e.index) != next_index || e.term < term || e.term > m.term {
+            return false;
+        }
+        term = e.term;
+    }
+    true
 }
