@@ -99,17 +99,13 @@ impl Progress {
     /// The follower rejected an append whose previous index was `rejected`; the leader's log
     /// suggests `probe_from` as the next previous index. Returns false for stale rejections.
     pub(crate) fn reject(&mut self, rejected: Index, probe_from: Index) -> bool {
-        match self.state {
-            ReplicationState::Replicate => {
-                if rejected <= self.matched {
-                    return false;
-                }
-            }
-            ReplicationState::Probe => {
-                if self.next.saturating_sub(1) != rejected {
-                    return false;
-                }
-            }
+        // A rejection at or below the known match is stale (or the follower lost data it
+        // acknowledged); acting on it could only repeat the same probe, so it is ignored.
+        if rejected <= self.matched {
+            return false;
+        }
+        if self.state == ReplicationState::Probe && self.next.saturating_sub(1) != rejected {
+            return false;
         }
         self.next = (rejected.min(probe_from + 1)).max(self.matched + 1);
         self.become_probe();
