@@ -1,0 +1,349 @@
+//! Raft's safety properties, checked after every step of a run.
+//!
+//! - Election safety: at most one leader per term.
+//! - Committed entries never change or disappear: the first time any node commits an index, the
+//!   entry becomes ground truth; every node's committed prefix must equal it, always.
+//! - Leader completeness: a node that becomes leader holds every committed entry.
+//! - State machine safety: every node applies exactly the ground-truth entry at each index, in
+//!   order.
+//! - Log matching: two logs with an entry of the same term at the same index agree on every
+//!   entry up to there (checked periodically and at the end; it is the costliest check).
+//! - Nothing goes backwards: term and commit within a node's life; across a restart, term, vote
+//!   and commit are at least what was durable before the crash.
+
+use std::collections::BTreeMap;
+
+use raft_proto_core::{Entry, HardState, Index, NodeId, RaftNode, Role, Term};
+
+/// A broken safety property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Virtual time in microseconds.
+    pub time: u64,
+    /// Which property.
+    pub property: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "at {:.3}ms: {}: {}",
+            self.time as f64 / 1000.0,
+            self.property,
+            self.detail
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeTrack {
+    term: Term,
+    vote: NodeId,
+    commit: Index,
+    /// Committed prefix already compared with the ground truth.
+    checked: Index,
+    applied: Index,
+    was_leader_in: Option<Term>,
+    /// Last hard state known durable on the node's disk.
+    durable: HardState,
+}
+
+/// The checker's memory of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Invariants {
+    leaders: BTreeMap<Term, NodeId>,
+    committed: Vec<Entry>,
+    nodes: Vec<NodeTrack>,
+    violations: Vec<Violation>,
+}
+
+fn same(a: &Entry, b: &Entry) -> bool {
+    a.term == b.term && a.index == b.index && a.kind == b.kind && a.data == b.data
+}
+
+impl Invariants {
+    /// A checker for `n` nodes (indexes `0..n`, node ids `1..=n`).
+    pub fn new(n: usize) -> Self {
+        Invariants {
+            nodes: vec![NodeTrack::default(); n],
+            ..Invariants::default()
+        }
+    }
+
+    /// Violations found so far.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Length of the committed prefix known so far.
+    pub fn committed_len(&self) -> Index {
+        self.committed.len() as Index
+    }
+
+    /// Records a violation found outside the checks of this module.
+    pub fn report(&mut self, time: u64, property: &'static str, detail: String) {
+        self.fail(time, property, detail);
+    }
+
+    fn fail(&mut self, time: u64, property: &'static str, detail: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(Violation {
+                time,
+                property,
+                detail,
+            });
+        }
+    }
+
+    /// Checks a node after it stepped.
+    pub fn after_step(&mut self, time: u64, n: usize, raft: &RaftNode) {
+        let id = raft.id();
+        let term = raft.term();
+        let hs = raft.hard_state();
+        let track = &mut self.nodes[n];
+        let (old_term, old_vote, old_commit) = (track.term, track.vote, track.commit);
+        track.term = term;
+        track.vote = hs.vote;
+        track.commit = hs.commit;
+        if term < old_term {
+            self.fail(
+                time,
+                "term monotonic",
+                format!("node {id}: term {old_term} -> {term}"),
+            );
+        } else if term == old_term && old_vote != 0 && hs.vote != old_vote {
+            self.fail(
+                time,
+                "one vote per term",
+                format!(
+                    "node {id}: vote in term {term} changed {old_vote} -> {}",
+                    hs.vote
+                ),
+            );
+        }
+        if hs.commit < old_commit {
+            self.fail(
+                time,
+                "commit monotonic",
+                format!("node {id}: commit {old_commit} -> {}", hs.commit),
+            );
+        }
+        if raft.role() == Role::Leader {
+            let prev = *self.leaders.entry(term).or_insert(id);
+            if prev != id {
+                self.fail(
+                    time,
+                    "election safety",
+                    format!("nodes {prev} and {id} both lead term {term}"),
+                );
+            }
+            if self.nodes[n].was_leader_in != Some(term) {
+                self.nodes[n].was_leader_in = Some(term);
+                self.check_leader_completeness(time, raft);
+            }
+        }
+        self.check_committed(time, n, raft);
+    }
+
+    fn check_leader_completeness(&mut self, time: u64, raft: &RaftNode) {
+        for i in 0..self.committed.len() {
+            let truth = &self.committed[i];
+            let ok = raft.entry(truth.index).is_some_and(|e| same(e, truth));
+            if !ok {
+                let detail = format!(
+                    "node {} leads term {} without committed entry {} (term {})",
+                    raft.id(),
+                    raft.term(),
+                    truth.index,
+                    truth.term
+                );
+                self.fail(time, "leader completeness", detail);
+                return;
+            }
+        }
+    }
+
+    fn check_committed(&mut self, time: u64, n: usize, raft: &RaftNode) {
+        let commit = raft.commit_index();
+        let from = self.nodes[n].checked + 1;
+        for i in from..=commit {
+            let Some(e) = raft.entry(i) else {
+                self.fail(
+                    time,
+                    "committed entry present",
+                    format!("node {} lacks committed entry {i}", raft.id()),
+                );
+                return;
+            };
+            let k = (i - 1) as usize;
+            if k < self.committed.len() {
+                if !same(&self.committed[k], e) {
+                    let detail = format!(
+                        "node {} has {}:{} at committed index {i}, ground truth has {}:{}",
+                        raft.id(),
+                        e.term,
+                        e.data.len(),
+                        self.committed[k].term,
+                        self.committed[k].data.len()
+                    );
+                    self.fail(time, "committed entries never change", detail);
+                    return;
+                }
+            } else {
+                self.committed.push(e.clone());
+            }
+        }
+        self.nodes[n].checked = self.nodes[n].checked.max(commit);
+    }
+
+    /// Checks entries a node hands to its state machine.
+    pub fn on_apply(&mut self, time: u64, n: usize, id: NodeId, entries: &[Entry]) {
+        for e in entries {
+            let expected = self.nodes[n].applied + 1;
+            if e.index != expected {
+                self.fail(
+                    time,
+                    "apply in order",
+                    format!("node {id} applied {} after {}", e.index, expected - 1),
+                );
+                return;
+            }
+            self.nodes[n].applied = e.index;
+            let ok = self
+                .committed
+                .get((e.index - 1) as usize)
+                .is_some_and(|t| same(t, e));
+            if !ok {
+                self.fail(
+                    time,
+                    "state machine safety",
+                    format!(
+                        "node {id} applied an entry at {} that is not the committed one",
+                        e.index
+                    ),
+                );
+                return;
+            }
+        }
+    }
+
+    /// Records the hard state that just became durable on node `n`.
+    pub fn on_durable(&mut self, n: usize, hs: HardState) {
+        self.nodes[n].durable = hs;
+    }
+
+    /// Checks a node just restarted from disk.
+    pub fn on_restart(&mut self, time: u64, n: usize, raft: &RaftNode) {
+        let hs = raft.hard_state();
+        let durable = self.nodes[n].durable;
+        let id = raft.id();
+        if hs.term < durable.term {
+            self.fail(
+                time,
+                "durable term",
+                format!(
+                    "node {id} restarted at term {} < durable {}",
+                    hs.term, durable.term
+                ),
+            );
+        } else if hs.term == durable.term && durable.vote != 0 && hs.vote != durable.vote {
+            self.fail(
+                time,
+                "durable vote",
+                format!(
+                    "node {id} restarted with vote {} != durable {}",
+                    hs.vote, durable.vote
+                ),
+            );
+        }
+        if hs.commit < durable.commit {
+            self.fail(
+                time,
+                "durable commit",
+                format!(
+                    "node {id} restarted at commit {} < durable {}",
+                    hs.commit, durable.commit
+                ),
+            );
+        }
+        let t = &mut self.nodes[n];
+        t.term = hs.term;
+        t.vote = hs.vote;
+        t.commit = hs.commit;
+        t.checked = 0;
+        t.applied = 0;
+        t.was_leader_in = None;
+        self.check_committed(time, n, raft);
+    }
+
+    /// Electable completeness, a state invariant behind Leader Completeness: a node whose log
+    /// is at least as up to date as the logs of a quorum could win an election, so it must
+    /// already hold every committed entry. Checking it at every step exposes an unsafe commit
+    /// the moment it happens, without waiting for the node that would overwrite it to win.
+    pub fn check_electable_completeness(
+        &mut self,
+        time: u64,
+        quorum: usize,
+        nodes: &[Option<&RaftNode>],
+    ) {
+        let Some(last) = self.committed.last() else {
+            return;
+        };
+        for a in nodes.iter().flatten() {
+            let mine = a.last_log_id();
+            let dominated = nodes
+                .iter()
+                .flatten()
+                .filter(|b| {
+                    let theirs = b.last_log_id();
+                    mine.term > theirs.term
+                        || (mine.term == theirs.term && mine.index >= theirs.index)
+                })
+                .count();
+            if dominated < quorum {
+                continue;
+            }
+            if !a.entry(last.index).is_some_and(|e| same(e, last)) {
+                let detail = format!(
+                    "node {} could win an election (its log is as up to date as {dominated} logs) but lacks committed entry {} (term {})",
+                    a.id(),
+                    last.index,
+                    last.term
+                );
+                self.fail(time, "electable nodes hold every committed entry", detail);
+                return;
+            }
+        }
+    }
+
+    /// Pairwise log matching over the nodes that are up.
+    pub fn check_log_matching(&mut self, time: u64, nodes: &[&RaftNode]) {
+        for (a_i, a) in nodes.iter().enumerate() {
+            for b in &nodes[a_i + 1..] {
+                let top = a.last_log_id().index.min(b.last_log_id().index);
+                let mut i = top;
+                while i > 0 && a.entry(i).map(|e| e.term) != b.entry(i).map(|e| e.term) {
+                    i -= 1;
+                }
+                for j in (1..=i).rev() {
+                    let same_entry = match (a.entry(j), b.entry(j)) {
+                        (Some(x), Some(y)) => same(x, y),
+                        _ => false,
+                    };
+                    if !same_entry {
+                        let detail = format!(
+                            "nodes {} and {} agree on the term at {i} but differ at {j}",
+                            a.id(),
+                            b.id()
+                        );
+                        self.fail(time, "log matching", detail);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
