@@ -31,6 +31,7 @@ pub mod quorum;
 mod replication;
 mod rng;
 mod status;
+pub mod storage;
 mod types;
 
 pub use config::{Config, ConfigError, RecoveredState, RecoveryError, MAX_INDEX};

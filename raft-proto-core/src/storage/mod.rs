@@ -1,0 +1,68 @@
+//! The storage contract: what a durable backend keeps for one node, independent of how.
+//!
+//! A backend keeps the log (entries after the latest snapshot), the hard state, and the latest
+//! snapshot (metadata and data). The core never calls it: the driver carries the core's
+//! [`PersistWrite`]s to [`Storage::write`] (many at once: group commit) and reports them with
+//! `Input::Persisted`, and feeds [`Storage::recover`]'s result to `RaftNode::new` on start.
+//!
+//! Methods block until done and a backend is `Send`, so an async driver runs it on a dedicated
+//! thread or with `spawn_blocking` and never blocks its event loop on a sync.
+
+use bytes::Bytes;
+
+use crate::config::RecoveredState;
+use crate::io::PersistWrite;
+use crate::types::{Entry, HardState, Index, SnapshotMeta};
+
+/// A durable home for one node's log, hard state and snapshot.
+pub trait Storage: Send + 'static {
+    /// The backend's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Everything the node restarts from: the last durable hard state, the latest snapshot's
+    /// metadata, and the log entries after it.
+    fn recover(&mut self) -> Result<RecoveredState, Self::Error>;
+
+    /// Makes `writes` durable, in order, as one atomic unit (all or nothing after a crash),
+    /// and returns once they are. Each write cuts the log at `truncate_from` (if set), appends
+    /// its entries and stores its hard state (if set).
+    fn write(&mut self, writes: &[PersistWrite]) -> Result<(), Self::Error>;
+
+    /// The stored entries with indexes in `lo..hi` (fewer if the log ends earlier).
+    fn entries(&self, lo: Index, hi: Index) -> Result<Vec<Entry>, Self::Error>;
+
+    /// Index of the first entry kept (one past the snapshot when the log is empty).
+    fn first_index(&self) -> Result<Index, Self::Error>;
+
+    /// Index of the last entry kept (the snapshot's last index when the log is empty).
+    fn last_index(&self) -> Result<Index, Self::Error>;
+
+    /// The last durable hard state.
+    fn hard_state(&self) -> Result<HardState, Self::Error>;
+
+    /// Drops every entry up to and including `through`, durably. Entries above it stay.
+    /// `through` may not exceed the latest snapshot's last index: what the log forgets, the
+    /// snapshot must cover.
+    fn compact(&mut self, through: Index) -> Result<(), Self::Error>;
+
+    /// Starts receiving a new snapshot. It replaces the current one only at
+    /// [`Storage::finish_snapshot`]; a crash before that leaves the current one in place.
+    fn begin_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), Self::Error>;
+
+    /// Appends a chunk of the snapshot being received.
+    fn write_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<(), Self::Error>;
+
+    /// Makes the received snapshot the latest, durably, and drops the log entries it covers
+    /// (all of them if the log does not continue it).
+    fn finish_snapshot(&mut self) -> Result<(), Self::Error>;
+
+    /// Metadata of the latest snapshot, if any.
+    fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>, Self::Error>;
+
+    /// Up to `max_len` bytes of the latest snapshot's data from `offset`; empty at the end.
+    fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error>;
+}
+
+mod mem;
+
+pub use mem::{MemStorage, MemStorageError};
