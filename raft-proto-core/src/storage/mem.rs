@@ -95,10 +95,16 @@ impl Storage for MemStorage {
 
     fn recover(&mut self) -> Result<RecoveredState, Self::Error> {
         self.incoming = None;
+        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
         Ok(RecoveredState {
             hard_state: self.hard_state,
             snapshot: self.snapshot.as_ref().map(|s| s.0),
-            entries: self.entries.clone(),
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.index > covered)
+                .cloned()
+                .collect(),
         })
     }
 
@@ -177,13 +183,10 @@ impl Storage for MemStorage {
             .iter()
             .find(|e| e.index == meta.last_index)
             .is_some_and(|e| e.term == meta.last_term);
-        if continues {
-            let n = (meta.last_index - self.offset) as usize;
-            self.entries.drain(..n);
-        } else {
+        if !continues {
             self.entries.clear();
+            self.offset = meta.last_index;
         }
-        self.offset = meta.last_index;
         self.snapshot = Some((meta, Bytes::from(data)));
         Ok(())
     }

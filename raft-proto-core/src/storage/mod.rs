@@ -20,7 +20,7 @@ pub trait Storage: Send + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Everything the node restarts from: the last durable hard state, the latest snapshot's
-    /// metadata, and the log entries after it.
+    /// metadata, and the log entries after it (entries the snapshot covers are left out).
     fn recover(&mut self) -> Result<RecoveredState, Self::Error>;
 
     /// Makes `writes` durable, in order, as one atomic unit (all or nothing after a crash),
@@ -52,8 +52,10 @@ pub trait Storage: Send + 'static {
     /// Appends a chunk of the snapshot being received.
     fn write_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<(), Self::Error>;
 
-    /// Makes the received snapshot the latest, durably, and drops the log entries it covers
-    /// (all of them if the log does not continue it).
+    /// Makes the received snapshot the latest, durably. If the log holds the snapshot's last
+    /// entry (same index and term), the entries are kept, to be dropped later by
+    /// [`Storage::compact`] (a leader may keep a tail for slow followers); otherwise the whole
+    /// log is discarded, since it does not continue the snapshot.
     fn finish_snapshot(&mut self) -> Result<(), Self::Error>;
 
     /// Metadata of the latest snapshot, if any.
