@@ -6,6 +6,9 @@ use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term, NO_NODE}
 /// index arithmetic never overflows.
 pub const MAX_INDEX: Index = u64::MAX / 4;
 
+/// Largest accepted election timeout in ticks (randomised timeouts reach twice this).
+pub const MAX_ELECTION_TIMEOUT_TICKS: u32 = u32::MAX / 4;
+
 /// Static configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -83,6 +86,11 @@ impl Config {
         if self.election_timeout_ticks == 0 || self.heartbeat_interval_ticks == 0 {
             return Err(ConfigError::ZeroTimeout);
         }
+        if self.election_timeout_ticks > MAX_ELECTION_TIMEOUT_TICKS {
+            return Err(ConfigError::ElectionTimeoutTooLarge(
+                self.election_timeout_ticks,
+            ));
+        }
         if self.heartbeat_interval_ticks >= self.election_timeout_ticks {
             return Err(ConfigError::HeartbeatNotBelowElection {
                 heartbeat: self.heartbeat_interval_ticks,
@@ -131,6 +139,9 @@ pub enum ConfigError {
         /// Configured election timeout.
         election: u32,
     },
+    /// The election timeout is beyond [`MAX_ELECTION_TIMEOUT_TICKS`].
+    #[error("election timeout of {0} ticks is too large (at most {MAX_ELECTION_TIMEOUT_TICKS})")]
+    ElectionTimeoutTooLarge(u32),
     /// A limit is zero.
     #[error("limit {0} must be greater than zero")]
     ZeroLimit(&'static str),

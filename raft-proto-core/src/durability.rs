@@ -60,8 +60,15 @@ impl Durability {
 
     /// Adds entries to the open write, after truncating from `truncate_from` if given.
     pub(crate) fn write_entries(&mut self, truncate_from: Option<u64>, entries: &[Entry]) {
-        let w = self.open();
         if let Some(t) = truncate_from {
+            // Earlier writes still in flight will be cut here too: when one of them is reported,
+            // its entries at or above `t` must not count as durable.
+            for (_, last) in self.pending.iter_mut() {
+                if last.is_some_and(|id| id.index >= t) {
+                    *last = None;
+                }
+            }
+            let w = self.open();
             w.entries.retain(|e| e.index < t);
             // Keep the write's meaning "cut the log here, then append": the cut point never
             // lies above the first entry the write still carries.
@@ -71,7 +78,7 @@ impl Durability {
             }
             w.truncate_from = Some(cut);
         }
-        w.entries.extend_from_slice(entries);
+        self.open().entries.extend_from_slice(entries);
     }
 
     pub(crate) fn push_entry(&mut self, entry: Entry) {
@@ -179,6 +186,23 @@ mod tests {
         let idx: Vec<u64> = w.entries.iter().map(|e| e.index).collect();
         assert_eq!(idx, vec![5, 6, 7]);
         assert_eq!(w.entries[2].term, 2);
+    }
+
+    #[test]
+    fn a_truncation_voids_the_durability_of_earlier_pending_writes_above_it() {
+        let mut d = Durability::new(HardState::default());
+        d.write_entries(None, &[e(1, 1), e(2, 1), e(3, 1)]);
+        d.take_open(0);
+        d.write_entries(Some(2), &[e(2, 2)]);
+        d.take_open(0);
+        let mut seen = Vec::new();
+        assert!(d.persisted(1, |id| seen.push(id)));
+        assert!(
+            seen.is_empty(),
+            "write 1's tail is being cut by write 2: {seen:?}"
+        );
+        assert!(d.persisted(2, |id| seen.push(id)));
+        assert_eq!(seen, vec![LogId { term: 2, index: 2 }]);
     }
 
     #[test]

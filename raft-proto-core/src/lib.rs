@@ -34,7 +34,9 @@ mod status;
 pub mod storage;
 mod types;
 
-pub use config::{Config, ConfigError, RecoveredState, RecoveryError, MAX_INDEX};
+pub use config::{
+    Config, ConfigError, RecoveredState, RecoveryError, MAX_ELECTION_TIMEOUT_TICKS, MAX_INDEX,
+};
 pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError};
 pub use message::Message;
 pub use node::RaftNode;

@@ -313,6 +313,9 @@ impl RaftNode {
         if mterm > self.term {
             match &msg {
                 Message::RequestVote(rv) => {
+                    // With CheckQuorum the leader holds a lease: a node that heard from it
+                    // within an election timeout ignores requests to replace it (pre-votes
+                    // included). Without CheckQuorum, pre-votes are granted as in etcd.
                     let in_lease = self.cfg.check_quorum
                         && self.leader != NO_NODE
                         && self.election_elapsed < self.cfg.election_timeout_ticks;

@@ -128,10 +128,12 @@ impl Progress {
     }
 
     /// Heard from the follower on a heartbeat: let a stuck window or probe move again.
-    pub(crate) fn heartbeat_answered(&mut self, max_msgs: usize) {
+    pub(crate) fn heartbeat_answered(&mut self, max_msgs: usize, max_bytes: u64) {
         self.recent_active = true;
         self.probe_sent = false;
-        if self.state == ReplicationState::Replicate && self.inflight.len() >= max_msgs {
+        // A full window may be full of lost messages: free one slot so that one more append
+        // goes out; if the follower lacks what preceded it, its rejection restarts probing.
+        if self.state == ReplicationState::Replicate && self.is_paused(max_msgs, max_bytes) {
             if let Some((_, bytes)) = self.inflight.pop_front() {
                 self.inflight_bytes -= bytes;
             }
@@ -162,6 +164,18 @@ mod tests {
         assert_eq!(p.inflight_count(), 1);
         p.sent(16, 100, true);
         assert!(p.is_paused(10, 100));
+    }
+
+    #[test]
+    fn heartbeat_frees_a_window_full_by_bytes() {
+        let mut p = Progress::new(2, 1, 8);
+        p.ack(0);
+        p.become_probe();
+        assert!(p.ack(1));
+        p.sent(3, 300, true);
+        assert!(p.is_paused(8, 300), "byte window full");
+        p.heartbeat_answered(8, 300);
+        assert!(!p.is_paused(8, 300));
     }
 
     #[test]

@@ -272,7 +272,8 @@ impl RaftNode {
         let Some(i) = self.progress_index(from) else {
             return;
         };
-        self.progress[i].heartbeat_answered(self.cfg.max_inflight_messages);
+        let (max_msgs, max_bytes) = (self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes);
+        self.progress[i].heartbeat_answered(max_msgs, max_bytes);
         if self.progress[i].matched < self.log.last_index() {
             self.send_append(i, true, out);
         }
@@ -295,7 +296,38 @@ impl RaftNode {
             let newly = self.log.bytes_between(self.log.committed + 1, index);
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
             self.log.committed = index;
-            self.broadcast_append(true, out);
+            self.notify_commit(out);
+        }
+    }
+
+    /// Tells every follower the new commit index: with the next entries if any are waiting,
+    /// else with an empty append. For a streaming follower that append claims only what the
+    /// follower has acknowledged, so that arriving before entries still in flight cannot get it
+    /// rejected (transports may reorder).
+    fn notify_commit(&mut self, out: &mut Vec<Output>) {
+        for i in 0..self.progress.len() {
+            let pr = &self.progress[i];
+            let streaming = pr.state == ReplicationState::Replicate;
+            if !streaming || pr.next <= self.log.last_index() {
+                self.send_append(i, true, out);
+                continue;
+            }
+            let Some(prev_term) = self.log.term(pr.matched) else {
+                continue;
+            };
+            let msg = AppendEntries {
+                term: self.term,
+                prev: LogId {
+                    term: prev_term,
+                    index: pr.matched,
+                },
+                entries: Vec::new(),
+                commit: self.log.committed,
+            };
+            out.push(Output::Send {
+                to: pr.id,
+                msg: Message::AppendEntries(msg),
+            });
         }
     }
 

@@ -746,10 +746,15 @@ fn invalid_configurations_are_refused_with_the_specific_error() {
         tweak(&|c| c.max_apply_bytes = 0),
         ZeroLimit("max_apply_bytes")
     );
-    // The extremes that are valid are accepted.
+    // An election timeout whose randomised double would overflow is refused...
+    assert_eq!(
+        tweak(&|c| c.election_timeout_ticks = u32::MAX),
+        ElectionTimeoutTooLarge(u32::MAX)
+    );
+    // ...and the extremes that are valid are accepted.
     let mut c = Config::new(1, vec![1]);
-    c.election_timeout_ticks = u32::MAX;
-    c.heartbeat_interval_ticks = u32::MAX - 1;
+    c.election_timeout_ticks = raft_proto_core::MAX_ELECTION_TIMEOUT_TICKS;
+    c.heartbeat_interval_ticks = raft_proto_core::MAX_ELECTION_TIMEOUT_TICKS - 1;
     c.seed = u64::MAX;
     assert!(RaftNode::new(c, RecoveredState::default()).is_ok());
 }

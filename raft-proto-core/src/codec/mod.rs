@@ -422,7 +422,8 @@ impl<'a> Decode<DecodeCtx<'a>> for EntriesIn {
                 "more entries than the frame can hold",
             ));
         }
-        let mut entries = Vec::with_capacity(count as usize);
+        // Grow as entries are actually decoded: a forged count must not reserve memory.
+        let mut entries = Vec::with_capacity((count as usize).min(1024));
         for _ in 0..count {
             let term = u64::decode(decoder)?;
             let index = u64::decode(decoder)?;
