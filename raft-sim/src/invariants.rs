@@ -319,6 +319,38 @@ impl Invariants {
         }
     }
 
+    /// The cheap part of log matching, run after every step of node `n`: any other live log
+    /// holding an entry of the same term at the index of `n`'s last entry must hold the very
+    /// same entry (two leaders of one term writing different entries show up here at once).
+    pub fn check_last_entry_matches(&mut self, time: u64, n: usize, nodes: &[Option<&RaftNode>]) {
+        let Some(a) = nodes.get(n).copied().flatten() else {
+            return;
+        };
+        let last = a.last_log_id();
+        let Some(mine) = a.entry(last.index) else {
+            return;
+        };
+        for (m, b) in nodes.iter().enumerate() {
+            let Some(b) = b else { continue };
+            if m == n {
+                continue;
+            }
+            if let Some(theirs) = b.entry(last.index) {
+                if theirs.term == mine.term && !same(theirs, mine) {
+                    let detail = format!(
+                        "nodes {} and {} hold different entries of term {} at index {}",
+                        a.id(),
+                        b.id(),
+                        mine.term,
+                        last.index
+                    );
+                    self.fail(time, "log matching", detail);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Pairwise log matching over the nodes that are up.
     pub fn check_log_matching(&mut self, time: u64, nodes: &[&RaftNode]) {
         for (a_i, a) in nodes.iter().enumerate() {

@@ -494,6 +494,8 @@ impl Sim {
         let quorum = self.nodes.len() / 2 + 1;
         self.check
             .check_electable_completeness(self.now, quorum, &up[..self.nodes.len()]);
+        self.check
+            .check_last_entry_matches(self.now, n, &up[..self.nodes.len()]);
     }
 
     fn output(&mut self, n: usize, o: Output) {
