@@ -19,12 +19,14 @@ pub enum MemStorageError {
         /// The index found.
         found: Index,
     },
-    /// A truncation would cut into the compacted prefix.
-    #[error("cannot truncate at {index}: entries up to {compacted} are compacted")]
+    /// A truncation would cut into the compacted prefix or the prefix the snapshot covers.
+    #[error(
+        "cannot truncate at {index}: entries up to {compacted} are compacted or in the snapshot"
+    )]
     TruncateCompacted {
         /// The requested cut.
         index: Index,
-        /// The last compacted index.
+        /// The last index the log cannot lose: the last compacted one or the snapshot's last.
         compacted: Index,
     },
     /// Compaction past what the latest snapshot covers.
@@ -64,10 +66,15 @@ impl MemStorage {
     fn apply(&mut self, w: &PersistWrite) -> Result<(), MemStorageError> {
         let mut entries = self.entries.clone();
         if let Some(cut) = w.truncate_from {
-            if cut <= self.offset {
+            // The snapshot's prefix is committed: a cut there is a caller's bug, even before
+            // compaction has dropped those entries.
+            let floor = self
+                .offset
+                .max(self.snapshot.as_ref().map_or(0, |s| s.0.last_index));
+            if cut <= floor {
                 return Err(MemStorageError::TruncateCompacted {
                     index: cut,
-                    compacted: self.offset,
+                    compacted: floor,
                 });
             }
             entries.truncate((cut - self.offset - 1) as usize);

@@ -65,6 +65,8 @@ pub trait Storage: Send + 'static {
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error>;
 }
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod mem;
 
 pub use mem::{MemStorage, MemStorageError};
