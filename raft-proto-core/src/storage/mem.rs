@@ -1,5 +1,6 @@
 //! An in-memory [`Storage`]: the reference behaviour of the contract, for tests and examples.
-//! Nothing survives the process; "durable" means "stored in this value".
+//! Nothing survives the process; "durable" means "stored in this value". Simple over fast: a
+//! write works on a copy of the whole store to be all-or-nothing.
 
 use bytes::Bytes;
 

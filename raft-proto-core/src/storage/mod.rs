@@ -15,6 +15,12 @@ use crate::io::PersistWrite;
 use crate::types::{Entry, HardState, Index, SnapshotMeta};
 
 /// A durable home for one node's log, hard state and snapshot.
+///
+/// Calls that break the contract are refused with an error and change nothing: entries that do
+/// not continue the log (gaps, overlaps without a truncation, out of order), a truncation into
+/// the compacted prefix or into what the snapshot covers, compaction past the snapshot, and
+/// snapshot chunks or a finish without a begun snapshot. The conformance suite
+/// (`storage::conformance`, feature `conformance`) checks all of this for any backend.
 pub trait Storage: Send + 'static {
     /// The backend's error type.
     type Error: std::error::Error + Send + Sync + 'static;
