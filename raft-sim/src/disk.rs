@@ -1,17 +1,27 @@
 //! A simulated disk that tells written data from synced data.
 //!
-//! Every `PersistWrite` of the core becomes one checksummed record appended to a byte log. A
-//! sync makes everything written so far durable. A crash keeps the synced bytes and a random
-//! prefix of the unsynced records (the page cache may have flushed some), the last of which may
-//! be torn. Recovery parses the records, drops a torn tail exactly like a write-ahead log does,
-//! and rebuilds the [`RecoveredState`] the core is restarted from.
+//! Every `PersistWrite` of the core becomes one checksummed record appended to a byte log, and
+//! so do compactions and the steps of a snapshot transfer when the disk is used through the
+//! core's [`Storage`](raft_proto_core::storage::Storage) trait. A sync makes everything written
+//! so far durable. A crash keeps the synced bytes and a random prefix of the unsynced records
+//! (the page cache may have flushed some), the last of which may be torn. Recovery parses the
+//! records, drops a torn tail exactly like a write-ahead log does, and rebuilds the
+//! [`RecoveredState`] the core is restarted from.
+//!
+//! The disk keeps a materialized view of its durable state, updated as records become durable,
+//! from which the trait's reads answer; recovery rebuilds it by replaying the log.
+
+mod record;
+mod storage;
+mod view;
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-use raft_proto_core::{Entry, EntryKind, HardState, PersistWrite, RecoveredState};
+use raft_proto_core::{Index, PersistWrite, RecoveredState};
 
 use crate::rng::SimRng;
+use record::Record;
+use view::View;
 
 /// What a crash did to the unsynced tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,22 +34,75 @@ pub struct CrashReport {
     pub torn: bool,
 }
 
-/// Why the disk could not be recovered (a simulator bug: the format is ours).
+/// Why the disk refused an operation or could not be recovered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DiskError {
-    /// A record in the middle of the log is damaged.
+    /// A record in the middle of the log is damaged (a simulator bug: the format is ours).
     #[error("record at byte {offset} is damaged but is not the last one")]
     Corrupt {
         /// Where the record starts.
         offset: usize,
     },
+    /// A durable record breaks the storage contract (the writer broke it: the core, when it
+    /// came through [`SimDisk::write`]). The disk's view of its state stops before it.
+    #[error("record at byte {offset} breaks the storage contract: {cause}")]
+    InvalidRecord {
+        /// Where the record starts.
+        offset: usize,
+        /// What it breaks.
+        cause: Box<DiskError>,
+    },
+    /// A write's entries do not continue the log.
+    #[error("entry {found} does not continue the log (expected index {expected})")]
+    NotContiguous {
+        /// The index that would continue the log.
+        expected: Index,
+        /// The index found.
+        found: Index,
+    },
+    /// A truncation would cut into the compacted prefix or the prefix the snapshot covers.
+    #[error(
+        "cannot truncate at {index}: entries up to {compacted} are compacted or in the snapshot"
+    )]
+    TruncateCompacted {
+        /// The requested cut.
+        index: Index,
+        /// The last index the log cannot lose: the last compacted one or the snapshot's last.
+        compacted: Index,
+    },
+    /// Compaction past what the latest snapshot covers.
+    #[error("cannot compact through {index}: the latest snapshot covers up to {covered}")]
+    CompactBeyondSnapshot {
+        /// The requested compaction point.
+        index: Index,
+        /// The snapshot's last index (0 without a snapshot).
+        covered: Index,
+    },
+    /// A snapshot chunk or finish arrived with no snapshot begun.
+    #[error("no snapshot is being received")]
+    NoSnapshotInProgress,
+}
+
+/// A record written but not yet durable.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The write's sequence number; records of a snapshot transfer have none.
+    seq: Option<u64>,
+    bytes: Vec<u8>,
+    record: Record,
 }
 
 /// One node's disk.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
     durable: Vec<u8>,
-    unsynced: VecDeque<(u64, Vec<u8>)>,
+    unsynced: VecDeque<Pending>,
+    /// The state the durable records add up to.
+    view: View,
+    /// The first durable record that broke the contract: the view stopped before it.
+    damage: Option<DiskError>,
+    /// Whether a snapshot transfer is open, counting unsynced records.
+    receiving: bool,
     /// Bytes dropped as a torn tail by the last recovery.
     pub last_torn_bytes: usize,
 }
@@ -47,10 +110,12 @@ pub struct SimDisk {
 impl SimDisk {
     /// Appends a write (not yet durable).
     pub fn write(&mut self, w: &PersistWrite) {
-        let mut rec =
-            Vec::with_capacity(64 + w.entries.iter().map(|e| e.data.len() + 24).sum::<usize>());
-        encode_record(w, &mut rec);
-        self.unsynced.push_back((w.seq, rec));
+        self.append(Record::Write(w.clone()), Some(w.seq));
+    }
+
+    fn append(&mut self, record: Record, seq: Option<u64>) {
+        let bytes = record.encode();
+        self.unsynced.push_back(Pending { seq, bytes, record });
     }
 
     /// Whether writes are waiting for a sync.
@@ -64,12 +129,17 @@ impl SimDisk {
     }
 
     /// Makes the writes up to sequence number `upto` durable; returns the last one synced.
+    /// Records without a sequence number go along with the writes before and after them.
     pub fn sync_up_to(&mut self, upto: u64) -> Option<u64> {
         let mut last = None;
-        while self.unsynced.front().is_some_and(|(seq, _)| *seq <= upto) {
-            if let Some((seq, rec)) = self.unsynced.pop_front() {
-                self.durable.extend_from_slice(&rec);
-                last = Some(seq);
+        while self
+            .unsynced
+            .front()
+            .is_some_and(|p| p.seq.is_none_or(|seq| seq <= upto))
+        {
+            if let Some(p) = self.unsynced.pop_front() {
+                last = p.seq.or(last);
+                self.make_durable(p);
             }
         }
         last
@@ -77,11 +147,24 @@ impl SimDisk {
 
     /// Sequence number of the last write not yet synced.
     pub fn last_unsynced_seq(&self) -> Option<u64> {
-        self.unsynced.back().map(|(seq, _)| *seq)
+        self.unsynced.iter().rev().find_map(|p| p.seq)
+    }
+
+    fn make_durable(&mut self, p: Pending) {
+        let offset = self.durable.len();
+        self.durable.extend_from_slice(&p.bytes);
+        if self.damage.is_none() {
+            if let Err(e) = self.view.apply(p.record) {
+                self.damage = Some(DiskError::InvalidRecord {
+                    offset,
+                    cause: Box::new(e),
+                });
+            }
+        }
     }
 
     /// Crashes the disk: unsynced writes are lost, except a random prefix that reached the
-    /// platter, whose last record may be torn.
+    /// platter, whose last record may be torn. Call [`SimDisk::recover`] before anything else.
     pub fn crash(&mut self, rng: &mut SimRng, allow_torn: bool) -> CrashReport {
         let n = self.unsynced.len();
         let keep = rng.index(n + 1);
@@ -91,37 +174,43 @@ impl SimDisk {
             torn: false,
         };
         for _ in 0..keep {
-            if let Some((_, rec)) = self.unsynced.pop_front() {
-                self.durable.extend_from_slice(&rec);
+            if let Some(p) = self.unsynced.pop_front() {
+                self.make_durable(p);
             }
         }
         if allow_torn {
-            if let Some((_, rec)) = self.unsynced.front() {
-                let cut = rng.range(1, rec.len() as u64) as usize;
-                self.durable.extend_from_slice(&rec[..cut]);
+            if let Some(p) = self.unsynced.front() {
+                let cut = rng.range(1, p.bytes.len() as u64) as usize;
+                self.durable.extend_from_slice(&p.bytes[..cut]);
                 report.torn = true;
                 report.lost -= 1;
             }
         }
         self.unsynced.clear();
+        self.receiving = self.view.receiving();
         report
     }
 
     /// Parses the durable records into the state a node restarts from. A torn last record is
-    /// cut off (and the disk truncated there), as a write-ahead log does on open.
+    /// cut off (and the disk truncated there), as a write-ahead log does on open, and a
+    /// snapshot transfer left unfinished is abandoned. Rebuilds the disk's view of its state.
     pub fn recover(&mut self) -> Result<RecoveredState, DiskError> {
         self.unsynced.clear();
-        let mut state = RecoveredState::default();
+        self.last_torn_bytes = 0;
+        let mut view = View::default();
         let mut pos = 0usize;
         while pos < self.durable.len() {
-            match decode_record(&self.durable[pos..]) {
-                Some((w, used)) => {
-                    apply(&mut state, w);
+            match Record::decode(&self.durable[pos..]) {
+                Some((rec, used)) => {
+                    view.apply(rec).map_err(|e| DiskError::InvalidRecord {
+                        offset: pos,
+                        cause: Box::new(e),
+                    })?;
                     pos += used;
                 }
                 None => {
                     // Only the tail may be damaged: nothing valid may follow it.
-                    if scan_for_valid_record(&self.durable[pos..]) {
+                    if record::valid_record_after_start(&self.durable[pos..]) {
                         return Err(DiskError::Corrupt { offset: pos });
                     }
                     self.last_torn_bytes = self.durable.len() - pos;
@@ -130,7 +219,22 @@ impl SimDisk {
                 }
             }
         }
-        Ok(state)
+        view.abandon_transfer();
+        self.view = view;
+        self.damage = None;
+        self.receiving = false;
+        Ok(self.view.recovered())
+    }
+
+    /// A clean restart: everything written is flushed, the process stops, and a new disk
+    /// handle opens the durable bytes. As after any restart, call [`SimDisk::recover`] first:
+    /// until then the new handle knows nothing of what the bytes hold.
+    pub fn reopen(mut self) -> SimDisk {
+        self.sync();
+        SimDisk {
+            durable: self.durable,
+            ..SimDisk::default()
+        }
     }
 
     /// Bytes stored durably.
@@ -139,126 +243,11 @@ impl SimDisk {
     }
 }
 
-fn apply(state: &mut RecoveredState, w: PersistWrite) {
-    if let Some(t) = w.truncate_from {
-        state.entries.retain(|e| e.index < t);
-    }
-    state.entries.extend(w.entries);
-    if let Some(hs) = w.hard_state {
-        state.hard_state = hs;
-    }
-}
-
-/// FNV-1a, 64 bit.
-fn checksum(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn encode_record(w: &PersistWrite, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 12]);
-    out.extend_from_slice(&w.seq.to_le_bytes());
-    out.extend_from_slice(&w.truncate_from.unwrap_or(0).to_le_bytes());
-    out.push(u8::from(w.truncate_from.is_some()) | (u8::from(w.hard_state.is_some()) << 1));
-    let hs = w.hard_state.unwrap_or_default();
-    for v in [hs.term, hs.vote, hs.commit] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&(w.entries.len() as u32).to_le_bytes());
-    for e in &w.entries {
-        out.extend_from_slice(&e.term.to_le_bytes());
-        out.extend_from_slice(&e.index.to_le_bytes());
-        out.push(match e.kind {
-            EntryKind::Normal => 0,
-            EntryKind::Noop => 1,
-        });
-        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&e.data);
-    }
-    let body_len = (out.len() - start - 12) as u32;
-    let sum = checksum(&out[start + 12..]);
-    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    out[start + 4..start + 12].copy_from_slice(&sum.to_le_bytes());
-}
-
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-}
-
-fn decode_record(buf: &[u8]) -> Option<(PersistWrite, usize)> {
-    let mut c = Cursor(buf);
-    let len = c.u32()? as usize;
-    let sum = c.u64()?;
-    let body = c.take(len)?;
-    if checksum(body) != sum {
-        return None;
-    }
-    let mut b = Cursor(body);
-    let seq = b.u64()?;
-    let truncate = b.u64()?;
-    let flags = b.u8()?;
-    let hs = HardState {
-        term: b.u64()?,
-        vote: b.u64()?,
-        commit: b.u64()?,
-    };
-    let n = b.u32()? as usize;
-    let mut entries = Vec::with_capacity(n.min(body.len() / 21));
-    for _ in 0..n {
-        let term = b.u64()?;
-        let index = b.u64()?;
-        let kind = match b.u8()? {
-            0 => EntryKind::Normal,
-            _ => EntryKind::Noop,
-        };
-        let dlen = b.u32()? as usize;
-        let data = Bytes::copy_from_slice(b.take(dlen)?);
-        entries.push(Entry {
-            term,
-            index,
-            kind,
-            data,
-        });
-    }
-    let w = PersistWrite {
-        seq,
-        truncate_from: (flags & 1 != 0).then_some(truncate),
-        entries,
-        hard_state: (flags & 2 != 0).then_some(hs),
-    };
-    Some((w, 12 + len))
-}
-
-/// Whether a valid record starts anywhere after the first byte of `buf`.
-fn scan_for_valid_record(buf: &[u8]) -> bool {
-    (1..buf.len()).any(|i| decode_record(&buf[i..]).is_some_and(|(_, used)| used > 12))
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use raft_proto_core::{Entry, EntryKind, HardState};
+
     use super::*;
 
     fn write(seq: u64, first: u64, n: u64, term: u64) -> PersistWrite {
