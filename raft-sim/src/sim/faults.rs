@@ -101,7 +101,7 @@ impl Sim {
     /// milliseconds (a process restart), otherwise after up to 30 ticks.
     pub(super) fn crash_and_restart(&mut self, n: usize, delay: u64) {
         let down = if self.rng.chance(0.5) {
-            self.rng.range(200, 5_000)
+            self.rng.range(50, 3_000)
         } else {
             self.rng.range(super::TICK_US, 30 * super::TICK_US)
         };

@@ -241,6 +241,9 @@ impl Sim {
         // Both protocol options are exercised: without them elections are far more chaotic.
         let pre_vote = rng.chance(0.6);
         let check_quorum = rng.chance(0.6);
+        // Short election timeouts in some seeds: fewer distinct random timeouts make concurrent
+        // candidates (and so split votes and racing vote requests) more common.
+        let (election_ticks, heartbeat_ticks) = if rng.chance(0.3) { (5, 1) } else { (10, 2) };
         let mut nodes = Vec::with_capacity(n);
         for &id in &ids {
             let mut c = Config::new(id, ids.clone());
@@ -248,6 +251,8 @@ impl Sim {
             c.max_message_bytes = max_message_bytes;
             c.max_inflight_messages = max_inflight;
             c.pre_vote = pre_vote;
+            c.election_timeout_ticks = election_ticks;
+            c.heartbeat_interval_ticks = heartbeat_ticks;
             c.check_quorum = check_quorum;
             c.max_uncommitted_bytes = 256 << 10;
             let tick_period = if kinds.clock_drift {
