@@ -170,7 +170,6 @@ impl Op {
     }
 
     /// Writes the operation in the encoding [`Op::read`] reads (for the corpus generator).
-    /// Only messages of the kinds the generator uses are supported by `write`.
     pub fn write(&self, out: &mut Output) {
         match self {
             Op::Deliver(i) => out.u8(0).u8(*i),
@@ -209,7 +208,23 @@ impl Op {
                         }
                         out
                     }
-                    other => unimplemented!("generator does not write {}", other.kind()),
+                    Message::RequestVoteResponse(m) => out
+                        .u8(1)
+                        .num(m.term)
+                        .u8(m.pre_vote as u8)
+                        .u8(m.granted as u8),
+                    Message::AppendEntriesResponse(m) => match m.result {
+                        AppendResult::Success { match_index } => {
+                            out.u8(3).num(m.term).u8(0).num(match_index)
+                        }
+                        AppendResult::Reject { rejected, hint } => out
+                            .u8(3)
+                            .num(m.term)
+                            .u8(1)
+                            .num(rejected)
+                            .num(hint.term)
+                            .num(hint.index),
+                    },
                 }
             }
             Op::DeliverMany => out.u8(11),
@@ -318,10 +333,8 @@ impl Cluster {
         let outs = self.nodes.get_mut(&id).expect("node").step(input);
         for o in outs {
             match o {
-                RaftOutput::Send { to, msg } => {
-                    if self.net.len() < MAX_QUEUED {
-                        self.net.push_back((id, to, msg));
-                    }
+                RaftOutput::Send { to, msg } if self.net.len() < MAX_QUEUED => {
+                    self.net.push_back((id, to, msg));
                 }
                 RaftOutput::Persist(w) => {
                     let disk = self.disks.get_mut(&id).expect("disk");

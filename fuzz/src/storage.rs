@@ -97,14 +97,24 @@ fn open_file(file: &[u8]) {
     }
 }
 
+/// libfuzzer-sys installs a panic hook that aborts at once, which would also turn panics the
+/// backend catches on purpose (redb failing on a damaged file) into reported crashes. Restore
+/// the default hook: a panic that escapes is still caught by the fuzz harness and aborts.
+fn let_caught_panics_be_caught() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| drop(std::panic::take_hook()));
+}
+
 /// `storage_open`: the input is the whole file.
 pub fn open_bytes(data: &[u8]) {
+    let_caught_panics_be_caught();
     open_file(data);
 }
 
 /// `storage_corrupt`: the input is up to 16 patches of 5 bytes each, `(offset: u32 LE, byte)`,
 /// applied to the valid database; offsets wrap around the file size.
 pub fn corrupt(data: &[u8]) {
+    let_caught_panics_be_caught();
     let mut file = valid_db().to_vec();
     for patch in data.chunks_exact(5).take(16) {
         let off = u32::from_le_bytes(patch[..4].try_into().expect("4 bytes")) as usize;

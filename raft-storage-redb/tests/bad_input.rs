@@ -433,3 +433,24 @@ fn snapshot_index_out_of_range_is_refused() {
     drop(s);
     still_intact(&path);
 }
+
+/// Found by the `storage_open` fuzz target: these bytes made redb 4.6 panic inside its repair on
+/// open (an assertion in its page store). The file must give a typed error naming it.
+#[test]
+fn file_that_makes_redb_panic_on_open_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fuzzed.redb");
+    std::fs::write(&path, include_bytes!("redb_panic_on_open.bin")).expect("write");
+    let err = match RedbStorage::open(&path, 1, 1) {
+        Ok(_) => panic!("a damaged file opened"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            err,
+            RedbStorageError::Damaged { .. } | RedbStorageError::NotRedb { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("fuzzed.redb"), "{err}");
+}

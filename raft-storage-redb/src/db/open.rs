@@ -45,25 +45,40 @@ impl Db {
 
     /// Opens an existing database file and checks its identity.
     pub fn open(path: &Path, cluster_id: u64, node_id: u64, opts: &Options) -> Result<Self> {
-        let db = redb::Builder::new()
-            .set_cache_size(opts.cache_size)
-            .set_check_integrity_on_open(opts.verify_on_open)
-            .open(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                    if io.kind() == std::io::ErrorKind::InvalidData =>
-                {
-                    RedbStorageError::NotRedb {
-                        path: path.to_path_buf(),
-                        detail: io.to_string(),
-                    }
-                }
-                redb::DatabaseError::UpgradeRequired(v) => RedbStorageError::NotRedb {
+        // redb 4.6 can panic (an assertion in its page store) while repairing or verifying a
+        // damaged file; a damaged file must be an error naming it, never a crash of the node.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            redb::Builder::new()
+                .set_cache_size(opts.cache_size)
+                .set_check_integrity_on_open(opts.verify_on_open)
+                .open(path)
+        }));
+        let opened = opened.map_err(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            RedbStorageError::Damaged {
+                path: path.to_path_buf(),
+                detail: format!("the database engine failed on the file's contents: {what}"),
+            }
+        })?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                RedbStorageError::NotRedb {
                     path: path.to_path_buf(),
-                    detail: format!("redb file format {v} needs an upgrade"),
-                },
-                e => fail(path, "opening the database", e),
-            })?;
+                    detail: io.to_string(),
+                }
+            }
+            redb::DatabaseError::UpgradeRequired(v) => RedbStorageError::NotRedb {
+                path: path.to_path_buf(),
+                detail: format!("redb file format {v} needs an upgrade"),
+            },
+            e => fail(path, "opening the database", e),
+        })?;
         let db = Db {
             db,
             path: path.to_path_buf(),
