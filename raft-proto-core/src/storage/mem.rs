@@ -1,6 +1,6 @@
 //! An in-memory [`Storage`]: the reference behaviour of the contract, for tests and examples.
-//! Nothing survives the process; "durable" means "stored in this value". Simple over fast: a
-//! write works on a copy of the whole store to be all-or-nothing.
+//! Nothing survives the process; "durable" means "stored in this value". A batch is checked
+//! whole before any of it is applied, so a refused batch changes nothing.
 
 use bytes::Bytes;
 
@@ -64,37 +64,47 @@ impl MemStorage {
         self.offset + self.entries.len() as Index
     }
 
-    fn apply(&mut self, w: &PersistWrite) -> Result<(), MemStorageError> {
-        let mut entries = self.entries.clone();
+    /// Checks a batch against the contract without changing anything: it only follows where
+    /// the log would end after each write.
+    fn check(&self, writes: &[PersistWrite]) -> Result<(), MemStorageError> {
+        // The snapshot's prefix is committed: a cut there is a caller's bug, even before
+        // compaction has dropped those entries.
+        let floor = self
+            .offset
+            .max(self.snapshot.as_ref().map_or(0, |s| s.0.last_index));
+        let mut last = self.last();
+        for w in writes {
+            if let Some(cut) = w.truncate_from {
+                if cut <= floor {
+                    return Err(MemStorageError::TruncateCompacted {
+                        index: cut,
+                        compacted: floor,
+                    });
+                }
+                last = last.min(cut - 1);
+            }
+            for e in &w.entries {
+                if e.index != last + 1 {
+                    return Err(MemStorageError::NotContiguous {
+                        expected: last + 1,
+                        found: e.index,
+                    });
+                }
+                last += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one write that [`MemStorage::check`] accepted.
+    fn apply(&mut self, w: &PersistWrite) {
         if let Some(cut) = w.truncate_from {
-            // The snapshot's prefix is committed: a cut there is a caller's bug, even before
-            // compaction has dropped those entries.
-            let floor = self
-                .offset
-                .max(self.snapshot.as_ref().map_or(0, |s| s.0.last_index));
-            if cut <= floor {
-                return Err(MemStorageError::TruncateCompacted {
-                    index: cut,
-                    compacted: floor,
-                });
-            }
-            entries.truncate((cut - self.offset - 1) as usize);
+            self.entries.truncate((cut - self.offset - 1) as usize);
         }
-        for e in &w.entries {
-            let expected = self.offset + entries.len() as Index + 1;
-            if e.index != expected {
-                return Err(MemStorageError::NotContiguous {
-                    expected,
-                    found: e.index,
-                });
-            }
-            entries.push(e.clone());
-        }
-        self.entries = entries;
+        self.entries.extend(w.entries.iter().cloned());
         if let Some(hs) = w.hard_state {
             self.hard_state = hs;
         }
-        Ok(())
     }
 }
 
@@ -117,12 +127,11 @@ impl Storage for MemStorage {
     }
 
     fn write(&mut self, writes: &[PersistWrite]) -> Result<(), Self::Error> {
-        // All or nothing: work on a copy and keep it only if every write applies.
-        let mut copy = self.clone();
+        // All or nothing: check the whole batch first, then apply it in place.
+        self.check(writes)?;
         for w in writes {
-            copy.apply(w)?;
+            self.apply(w);
         }
-        *self = copy;
         Ok(())
     }
 
