@@ -17,7 +17,8 @@ mod view;
 
 use std::collections::VecDeque;
 
-use raft_proto_core::{Index, PersistWrite, RecoveredState};
+use raft_proto_core::storage::MemStorageError;
+use raft_proto_core::{PersistWrite, RecoveredState};
 
 use crate::rng::SimRng;
 use record::Record;
@@ -52,35 +53,9 @@ pub enum DiskError {
         /// What it breaks.
         cause: Box<DiskError>,
     },
-    /// A write's entries do not continue the log.
-    #[error("entry {found} does not continue the log (expected index {expected})")]
-    NotContiguous {
-        /// The index that would continue the log.
-        expected: Index,
-        /// The index found.
-        found: Index,
-    },
-    /// A truncation would cut into the compacted prefix or the prefix the snapshot covers.
-    #[error(
-        "cannot truncate at {index}: entries up to {compacted} are compacted or in the snapshot"
-    )]
-    TruncateCompacted {
-        /// The requested cut.
-        index: Index,
-        /// The last index the log cannot lose: the last compacted one or the snapshot's last.
-        compacted: Index,
-    },
-    /// Compaction past what the latest snapshot covers.
-    #[error("cannot compact through {index}: the latest snapshot covers up to {covered}")]
-    CompactBeyondSnapshot {
-        /// The requested compaction point.
-        index: Index,
-        /// The snapshot's last index (0 without a snapshot).
-        covered: Index,
-    },
-    /// A snapshot chunk or finish arrived with no snapshot begun.
-    #[error("no snapshot is being received")]
-    NoSnapshotInProgress,
+    /// A call or record breaks the storage contract (the rules of the reference backend).
+    #[error(transparent)]
+    Refused(#[from] MemStorageError),
 }
 
 /// A record written but not yet durable.
@@ -219,11 +194,10 @@ impl SimDisk {
                 }
             }
         }
-        view.abandon_transfer();
         self.view = view;
         self.damage = None;
         self.receiving = false;
-        Ok(self.view.recovered())
+        self.view.recover()
     }
 
     /// A clean restart: everything written is flushed, the process stops, and a new disk

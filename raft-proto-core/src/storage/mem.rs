@@ -66,7 +66,7 @@ impl MemStorage {
 
     /// Checks a batch against the contract without changing anything: it only follows where
     /// the log would end after each write.
-    fn check(&self, writes: &[PersistWrite]) -> Result<(), MemStorageError> {
+    pub fn check_writes(&self, writes: &[PersistWrite]) -> Result<(), MemStorageError> {
         // The snapshot's prefix is committed: a cut there is a caller's bug, even before
         // compaction has dropped those entries.
         let floor = self
@@ -96,7 +96,24 @@ impl MemStorage {
         Ok(())
     }
 
-    /// Applies one write that [`MemStorage::check`] accepted.
+    /// Checks that a compaction through `through` keeps to the contract; changes nothing.
+    pub fn check_compact(&self, through: Index) -> Result<(), MemStorageError> {
+        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
+        if through > covered {
+            return Err(MemStorageError::CompactBeyondSnapshot {
+                index: through,
+                covered,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a snapshot is being received (begun, not finished).
+    pub fn receiving_snapshot(&self) -> bool {
+        self.incoming.is_some()
+    }
+
+    /// Applies one write that [`MemStorage::check_writes`] accepted.
     fn apply(&mut self, w: &PersistWrite) {
         if let Some(cut) = w.truncate_from {
             self.entries.truncate((cut - self.offset - 1) as usize);
@@ -128,7 +145,7 @@ impl Storage for MemStorage {
 
     fn write(&mut self, writes: &[PersistWrite]) -> Result<(), Self::Error> {
         // All or nothing: check the whole batch first, then apply it in place.
-        self.check(writes)?;
+        self.check_writes(writes)?;
         for w in writes {
             self.apply(w);
         }
@@ -159,13 +176,7 @@ impl Storage for MemStorage {
     }
 
     fn compact(&mut self, through: Index) -> Result<(), Self::Error> {
-        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
-        if through > covered {
-            return Err(MemStorageError::CompactBeyondSnapshot {
-                index: through,
-                covered,
-            });
-        }
+        self.check_compact(through)?;
         if through <= self.offset {
             return Ok(());
         }

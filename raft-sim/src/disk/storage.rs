@@ -8,7 +8,7 @@
 //! view first, after flushing earlier writes, and a refused call writes nothing.
 
 use bytes::Bytes;
-use raft_proto_core::storage::Storage;
+use raft_proto_core::storage::{MemStorageError, Storage};
 use raft_proto_core::{Entry, HardState, Index, PersistWrite, RecoveredState, SnapshotMeta};
 
 use super::record::Record;
@@ -49,28 +49,28 @@ impl Storage for SimDisk {
 
     fn entries(&self, lo: Index, hi: Index) -> Result<Vec<Entry>, Self::Error> {
         self.healthy()?;
-        Ok(self.view.entries(lo, hi))
+        self.view.entries(lo, hi)
     }
 
     fn first_index(&self) -> Result<Index, Self::Error> {
         self.healthy()?;
-        Ok(self.view.first_index())
+        self.view.first_index()
     }
 
     fn last_index(&self) -> Result<Index, Self::Error> {
         self.healthy()?;
-        Ok(self.view.last_index())
+        self.view.last_index()
     }
 
     fn hard_state(&self) -> Result<HardState, Self::Error> {
         self.healthy()?;
-        Ok(self.view.hard_state())
+        self.view.hard_state()
     }
 
     fn compact(&mut self, through: Index) -> Result<(), Self::Error> {
         self.settle()?;
         self.view.check_compact(through)?;
-        if through >= self.view.first_index() {
+        if through >= self.view.first_index()? {
             self.append(Record::Compact(through), None);
         }
         self.settle()
@@ -86,7 +86,7 @@ impl Storage for SimDisk {
     fn write_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<(), Self::Error> {
         self.healthy()?;
         if !self.receiving {
-            return Err(DiskError::NoSnapshotInProgress);
+            return Err(DiskError::Refused(MemStorageError::NoSnapshotInProgress));
         }
         self.append(Record::SnapshotChunk(Bytes::copy_from_slice(chunk)), None);
         Ok(())
@@ -95,7 +95,7 @@ impl Storage for SimDisk {
     fn finish_snapshot(&mut self) -> Result<(), Self::Error> {
         self.healthy()?;
         if !self.receiving {
-            return Err(DiskError::NoSnapshotInProgress);
+            return Err(DiskError::Refused(MemStorageError::NoSnapshotInProgress));
         }
         self.append(Record::SnapshotFinish, None);
         self.receiving = false;
@@ -104,12 +104,12 @@ impl Storage for SimDisk {
 
     fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>, Self::Error> {
         self.healthy()?;
-        Ok(self.view.snapshot_meta())
+        self.view.snapshot_meta()
     }
 
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error> {
         self.healthy()?;
-        Ok(self.view.snapshot_chunk(offset, max_len))
+        self.view.snapshot_chunk(offset, max_len)
     }
 }
 
@@ -149,10 +149,10 @@ mod tests {
         let offset = d.durable_len() - Record::Write(append(2, 5, 1)).encode().len();
         let damage = DiskError::InvalidRecord {
             offset,
-            cause: Box::new(DiskError::NotContiguous {
+            cause: Box::new(DiskError::Refused(MemStorageError::NotContiguous {
                 expected: 3,
                 found: 5,
-            }),
+            })),
         };
         assert_eq!(d.last_index(), Err(damage.clone()));
         assert_eq!(Storage::write(&mut d, &[]), Err(damage.clone()));
@@ -189,7 +189,10 @@ mod tests {
             let rec = c.recover().unwrap();
             assert_eq!(rec.snapshot, Some(old));
             assert_eq!(c.read_snapshot_chunk(0, 10).unwrap(), &b"old"[..]);
-            assert_eq!(c.finish_snapshot(), Err(DiskError::NoSnapshotInProgress));
+            assert_eq!(
+                c.finish_snapshot(),
+                Err(DiskError::Refused(MemStorageError::NoSnapshotInProgress))
+            );
             assert_eq!(c.durable_len() > synced, report.survived > 0);
             let last = if report.survived == 3 { 5 } else { 4 };
             assert_eq!(c.last_index(), Ok(last), "{report:?}");
