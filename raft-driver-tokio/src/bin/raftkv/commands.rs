@@ -1,0 +1,220 @@
+//! The one-shot client commands: put, get, delete, cas, status.
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use raft_driver_tokio::kv::KvClient;
+use raft_driver_tokio::protocol::NodeStatus;
+
+use crate::client_args::ClientArgs;
+
+/// `raftkv put KEY VALUE`.
+#[derive(clap::Args, Debug)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// `raftkv get KEY` / `raftkv delete KEY`.
+#[derive(clap::Args, Debug)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+}
+
+/// `raftkv cas KEY [--expected V | --absent] [--new V | --delete]`.
+#[derive(clap::Args, Debug)]
+pub struct CasArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value the key must have.
+    #[arg(long, conflicts_with = "absent", required_unless_present = "absent")]
+    pub expected: Option<String>,
+    /// The key must be absent.
+    #[arg(long)]
+    pub absent: bool,
+    /// The value to set.
+    #[arg(long, conflicts_with = "delete", required_unless_present = "delete")]
+    pub new: Option<String>,
+    /// Delete the key instead of setting it.
+    #[arg(long)]
+    pub delete: bool,
+}
+
+/// `raftkv status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn show(v: &Option<Bytes>) -> String {
+    match v {
+        Some(v) => format!("{:?}", String::from_utf8_lossy(v)),
+        None => "(none)".into(),
+    }
+}
+
+pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let mut kv = KvClient::new(args.client.client()?);
+    let previous = kv.put(args.key, args.value).await?;
+    println!("OK (previous value: {})", show(&previous));
+    kv.client().close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let mut kv = KvClient::new(args.client.client()?);
+    let value = kv.get(args.key.clone()).await?;
+    kv.client().close().await;
+    match value {
+        Some(v) => {
+            println!("{}", String::from_utf8_lossy(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("key {:?} not found", args.key);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub async fn delete(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let mut kv = KvClient::new(args.client.client()?);
+    let previous = kv.delete(args.key).await?;
+    println!("OK (previous value: {})", show(&previous));
+    kv.client().close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cas(args: CasArgs) -> anyhow::Result<ExitCode> {
+    let mut kv = KvClient::new(args.client.client()?);
+    let expected = args.expected.map(Bytes::from);
+    let new = args.new.map(Bytes::from);
+    let (done, current) = kv.cas(args.key, expected, new).await?;
+    kv.client().close().await;
+    if done {
+        println!("OK (value now: {})", show(&current));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("FAILED (current value: {})", show(&current));
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = args.client.client()?;
+    let mut found = Vec::new();
+    let mut unreachable = 0;
+    for &addr in client.nodes() {
+        match client.status(addr).await {
+            Ok(s) => found.push((addr, s)),
+            Err(e) => {
+                unreachable += 1;
+                println!("{addr}: unreachable ({e})");
+            }
+        }
+    }
+    client.close().await;
+    print!("{}", status_table(&found));
+    Ok(if unreachable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The status of several nodes as text tables: one row per node, then the leader's view of
+/// replication and every node's storage figures.
+pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
+    let mut out = String::new();
+    if nodes.is_empty() {
+        return out;
+    }
+    out += &format!(
+        "{:<5} {:<22} {:<13} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
+        "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "DURABLE"
+    );
+    for (addr, s) in nodes {
+        let leader = s.leader.map_or("-".to_string(), |l| l.to_string());
+        out += &format!(
+            "{:<5} {:<22} {:<13} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
+            s.id,
+            addr.to_string(),
+            s.role.to_string(),
+            s.term,
+            leader,
+            s.commit,
+            s.applied,
+            s.last_index,
+            s.persisted
+        );
+    }
+    for (_, s) in nodes.iter().filter(|(_, s)| s.leader == Some(s.id)) {
+        out += &format!("\nreplication from leader {} (term {}):\n", s.id, s.term);
+        out += &format!(
+            "{:<5} {:<22} {:>9} {:>9} {:>7} {:<10} {:>8} {:>7} {:>9}\n",
+            "PEER", "ADDRESS", "MATCH", "NEXT", "LAG", "STATE", "INFLIGHT", "ACTIVE", "CONNECTED"
+        );
+        for p in &s.peers {
+            out += &format!(
+                "{:<5} {:<22} {:>9} {:>9} {:>7} {:<10} {:>8} {:>7} {:>9}\n",
+                p.id,
+                p.address,
+                p.matched,
+                p.next,
+                s.last_index.saturating_sub(p.matched),
+                if p.replicating { "replicate" } else { "probe" },
+                p.inflight,
+                yes_no(p.active),
+                yes_no(p.connected)
+            );
+        }
+    }
+    out += "\nstorage and traffic:\n";
+    out += &format!(
+        "{:<5} {:>10} {:>11} {:>13} {:>14} {:>12} {:>12} {:>10} {:>9}\n",
+        "NODE",
+        "SYNCS",
+        "ENTRIES",
+        "ENTRIES/SYNC",
+        "AVG SYNC (ms)",
+        "SENT (MB)",
+        "RECV (MB)",
+        "PROPOSALS",
+        "UPTIME"
+    );
+    for (_, s) in nodes {
+        let per = s.storage_entries as f64 / s.storage_batches.max(1) as f64;
+        let avg_ms = s.storage_micros as f64 / 1000.0 / s.storage_batches.max(1) as f64;
+        out += &format!(
+            "{:<5} {:>10} {:>11} {:>13.1} {:>14.3} {:>12.2} {:>12.2} {:>10} {:>8.0}s\n",
+            s.id,
+            s.storage_batches,
+            s.storage_entries,
+            per,
+            avg_ms,
+            s.bytes_sent as f64 / 1e6,
+            s.bytes_received as f64 / 1e6,
+            s.proposals,
+            s.uptime_ms as f64 / 1000.0
+        );
+    }
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -1,0 +1,86 @@
+//! `raftkv`: a replicated key-value store on Raft, its client and tools.
+
+mod bench;
+mod certs;
+mod client_args;
+mod commands;
+mod demo;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A replicated key-value store on Raft (QUIC + mutual TLS, redb storage).
+#[derive(Parser, Debug)]
+#[command(name = "raftkv", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node from a config file (flags and RAFTKV_* variables override it).
+    Serve(serve::ServeArgs),
+    /// Start a local 3-node cluster, write, kill the leader, restart it, check every write.
+    Demo(demo::DemoArgs),
+    /// Set a key.
+    Put(commands::PutArgs),
+    /// Read a key (linearizable).
+    Get(commands::KeyArgs),
+    /// Delete a key.
+    Delete(commands::KeyArgs),
+    /// Compare-and-swap a key.
+    Cas(commands::CasArgs),
+    /// Show the status of the nodes.
+    Status(commands::StatusArgs),
+    /// Load-test a cluster.
+    Bench(bench::BenchArgs),
+    /// Create a cluster CA and node and client certificates.
+    Certs(certs::CertsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Put(args) => commands::put(args).await,
+            Command::Get(args) => commands::get(args).await,
+            Command::Delete(args) => commands::delete(args).await,
+            Command::Cas(args) => commands::cas(args).await,
+            Command::Status(args) => commands::status(args).await,
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Certs(args) => certs::run(&args).map(|()| ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

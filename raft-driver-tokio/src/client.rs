@@ -1,0 +1,329 @@
+//! The client library: sends commands to a cluster over QUIC and follows redirects.
+//!
+//! A [`Client`] knows some node addresses. It sends each request to the leader it last heard
+//! of (else to the next known node); a `NotLeader` answer naming the leader is followed at once,
+//! connection failures and unknown outcomes move on to another node with a short backoff, until
+//! the request's deadline. Connections are cached and shared by clones of the client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_proto_core::Index;
+use tokio::time::Instant;
+
+use crate::frame::{put_frame, FrameReader, PREFIX_BYTES};
+use crate::protocol::{
+    decode_response, encode_request, ClientRequest, ClientResponse, NodeStatus, ProtocolError,
+    MAX_CLIENT_FRAME,
+};
+use crate::tls::{self, Identity, TlsError};
+
+/// Where and how to reach a cluster.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The cluster's id (requests for another cluster are refused by its nodes).
+    pub cluster_id: u64,
+    /// Addresses of some or all nodes.
+    pub nodes: Vec<SocketAddr>,
+    /// The client's certificate, key and the cluster CA.
+    pub identity: Identity,
+    /// How long one request may take, retries and redirects included.
+    pub timeout: Duration,
+    /// How long to wait for one node's answer before trying another (a node that died
+    /// without closing its connections is noticed this way). Retrying is safe for commands
+    /// that carry a client sequence number.
+    pub attempt_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options with a 10 s request deadline and a 1 s per-node attempt timeout.
+    pub fn new(cluster_id: u64, nodes: Vec<SocketAddr>, identity: Identity) -> ClientOptions {
+        ClientOptions {
+            cluster_id,
+            nodes,
+            identity,
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No node address was given.
+    #[error("no node address given")]
+    NoNodes,
+    /// TLS setup failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The local QUIC endpoint could not be opened.
+    #[error("cannot open a QUIC endpoint: {0}")]
+    Endpoint(std::io::Error),
+    /// A node could not be reached or the stream broke.
+    #[error("node {addr}: {reason}")]
+    Node {
+        /// The node.
+        addr: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// A node answered something undecodable.
+    #[error("node {addr} answered an undecodable frame: {source}")]
+    Protocol {
+        /// The node.
+        addr: SocketAddr,
+        /// The decoding error.
+        source: ProtocolError,
+    },
+    /// The cluster refused the request; it was not applied.
+    #[error("refused: {0}")]
+    Rejected(String),
+    /// A node answered with a response that does not fit the request.
+    #[error("unexpected answer from {0}")]
+    Unexpected(SocketAddr),
+    /// The deadline passed; `last` is the last problem seen. The request may have been applied.
+    #[error("no answer within {after:?} (last problem: {last})")]
+    Timeout {
+        /// The deadline that passed.
+        after: Duration,
+        /// The last problem seen.
+        last: String,
+    },
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    cluster_id: u64,
+    nodes: Vec<SocketAddr>,
+    timeout: Duration,
+    attempt_timeout: Duration,
+    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    leader: Mutex<Option<SocketAddr>>,
+}
+
+/// A connection pool to one cluster. Clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(25);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+impl Client {
+    /// Opens a local QUIC endpoint (inside a tokio runtime). Connects lazily.
+    pub fn new(options: ClientOptions) -> Result<Client, ClientError> {
+        let first = *options.nodes.first().ok_or(ClientError::NoNodes)?;
+        tls::install_crypto_provider();
+        let config = tls::client_config(&options.identity, tls::CLIENT_ALPN)?;
+        let bind: SocketAddr = if first.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Endpoint)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoint,
+                config,
+                cluster_id: options.cluster_id,
+                nodes: options.nodes,
+                timeout: options.timeout,
+                attempt_timeout: options.attempt_timeout.max(Duration::from_millis(1)),
+                conns: Mutex::new(HashMap::new()),
+                leader: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The node addresses this client was given.
+    pub fn nodes(&self) -> &[SocketAddr] {
+        &self.inner.nodes
+    }
+
+    /// The leader this client last reached, if any.
+    pub fn leader(&self) -> Option<SocketAddr> {
+        self.inner.leader.lock().ok().and_then(|l| *l)
+    }
+
+    /// Replicates `command` and returns its log index and the state machine's answer.
+    ///
+    /// Retries after failures whose outcome is unknown, so the command may reach the state
+    /// machine more than once: commands must carry what the state machine needs to apply them
+    /// once (the KV commands carry a client id and sequence number).
+    pub async fn request(&self, command: Bytes) -> Result<(Index, Bytes), ClientError> {
+        let request = ClientRequest::Propose { command };
+        let deadline = Instant::now() + self.inner.timeout;
+        let nodes = &self.inner.nodes;
+        let mut target = self.leader().unwrap_or(nodes[0]);
+        let mut next = 0usize;
+        let mut backoff = BACKOFF_MIN;
+        let mut last = String::from("none");
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClientError::Timeout {
+                    after: self.inner.timeout,
+                    last,
+                });
+            }
+            let attempt_deadline = (now + self.inner.attempt_timeout).min(deadline);
+            let attempt = tokio::time::timeout_at(attempt_deadline, self.call(target, &request));
+            let pause = match attempt.await {
+                Err(_) => {
+                    // The node may be dead without having closed the connection.
+                    self.forget(target);
+                    last = format!(
+                        "{target} did not answer within {:?}",
+                        self.inner.attempt_timeout
+                    );
+                    true
+                }
+                Ok(Ok(ClientResponse::Applied { index, response })) => {
+                    self.set_leader(Some(target));
+                    return Ok((index, response));
+                }
+                Ok(Ok(ClientResponse::Rejected { reason })) => {
+                    return Err(ClientError::Rejected(reason))
+                }
+                Ok(Ok(ClientResponse::Status(_))) => return Err(ClientError::Unexpected(target)),
+                Ok(Ok(ClientResponse::NotLeader {
+                    leader,
+                    leader_addr,
+                })) => {
+                    let hinted = leader_addr.and_then(|a| a.parse::<SocketAddr>().ok());
+                    match hinted {
+                        Some(addr) if addr != target => {
+                            target = addr;
+                            continue;
+                        }
+                        _ => {
+                            last = match leader {
+                                Some(l) => format!("{target} names node {l} as leader"),
+                                None => format!("{target} knows no leader"),
+                            };
+                            true
+                        }
+                    }
+                }
+                Ok(Ok(ClientResponse::Unknown { reason })) => {
+                    last = format!("{target}: {reason}");
+                    true
+                }
+                Ok(Err(e)) => {
+                    self.forget(target);
+                    last = e.to_string();
+                    true
+                }
+            };
+            if pause {
+                self.set_leader(None);
+                target = nodes[next % nodes.len()];
+                next += 1;
+                let wake = (Instant::now() + backoff).min(deadline);
+                tokio::time::sleep_until(wake).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Asks the node at `addr` for its status (one attempt).
+    pub async fn status(&self, addr: SocketAddr) -> Result<NodeStatus, ClientError> {
+        let call = self.call(addr, &ClientRequest::Status);
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(ClientResponse::Status(status))) => Ok(*status),
+            Ok(Ok(ClientResponse::Rejected { reason })) => Err(ClientError::Rejected(reason)),
+            Ok(Ok(_)) => Err(ClientError::Unexpected(addr)),
+            Ok(Err(e)) => {
+                self.forget(addr);
+                Err(e)
+            }
+            Err(_) => Err(ClientError::Timeout {
+                after: self.inner.timeout,
+                last: format!("{addr} did not answer"),
+            }),
+        }
+    }
+
+    /// Sends one request to one node and reads its answer (no retry, no redirect).
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        request: &ClientRequest,
+    ) -> Result<ClientResponse, ClientError> {
+        let node_err = |reason: String| ClientError::Node { addr, reason };
+        let conn = self.connection(addr).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| node_err(e.to_string()))?;
+        let body = encode_request(self.inner.cluster_id, request);
+        let mut buf = Vec::with_capacity(body.len() + PREFIX_BYTES);
+        put_frame(&mut buf, &body);
+        send.write_all(&buf)
+            .await
+            .map_err(|e| node_err(e.to_string()))?;
+        let _ = send.finish();
+        let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
+        let frame = reader
+            .next(&mut recv)
+            .await
+            .map_err(|e| node_err(e.to_string()))?
+            .ok_or_else(|| node_err("stream closed without an answer".into()))?;
+        decode_response(self.inner.cluster_id, frame)
+            .map_err(|source| ClientError::Protocol { addr, source })
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
+        if let Some(conn) = self.cached(addr) {
+            return Ok(conn);
+        }
+        let node_err = |reason: String| ClientError::Node { addr, reason };
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(self.inner.config.clone(), addr, tls::CLUSTER_SERVER_NAME)
+            .map_err(|e| node_err(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(3), connecting)
+            .await
+            .map_err(|_| node_err("connection timed out".into()))?
+            .map_err(|e| node_err(e.to_string()))?;
+        if let Ok(mut conns) = self.inner.conns.lock() {
+            conns.insert(addr, conn.clone());
+        }
+        Ok(conn)
+    }
+
+    fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let mut conns = self.inner.conns.lock().ok()?;
+        match conns.get(&addr) {
+            Some(c) if c.close_reason().is_none() => Some(c.clone()),
+            Some(_) => {
+                conns.remove(&addr);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget(&self, addr: SocketAddr) {
+        if let Ok(mut conns) = self.inner.conns.lock() {
+            conns.remove(&addr);
+        }
+    }
+
+    fn set_leader(&self, leader: Option<SocketAddr>) {
+        if let Ok(mut l) = self.inner.leader.lock() {
+            *l = leader;
+        }
+    }
+
+    /// Closes every connection and waits briefly for the close to reach the nodes.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(0u32.into(), b"done");
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), self.inner.endpoint.wait_idle()).await;
+    }
+}

@@ -1,0 +1,188 @@
+//! The accepting side: peers' Raft streams and clients' request streams.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use raft_proto_core::codec::Codec;
+use raft_proto_core::NodeId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{TransportCounters, CLOSE_PROTOCOL_ERROR};
+use crate::frame::{put_frame, FrameReader, PREFIX_BYTES};
+use crate::metrics::NodeMetrics;
+use crate::node::core_loop::CoreEvent;
+use crate::protocol::{
+    decode_request, encode_response, ClientRequest, ClientResponse, MAX_CLIENT_FRAME,
+};
+use crate::tls;
+
+/// What the accepting side needs to know.
+pub(crate) struct ServerContext {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub codec: Codec,
+    pub voters: BTreeSet<NodeId>,
+    pub core: mpsc::UnboundedSender<CoreEvent>,
+    pub metrics: NodeMetrics,
+    pub counters: Arc<TransportCounters>,
+}
+
+/// Accepts connections until the endpoint closes.
+pub(crate) async fn serve(endpoint: quinn::Endpoint, ctx: Arc<ServerContext>) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(handle_incoming(incoming, ctx.clone()));
+    }
+}
+
+async fn handle_incoming(incoming: quinn::Incoming, ctx: Arc<ServerContext>) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            // Includes certificates not signed by the cluster CA.
+            tracing::info!(node = ctx.id, %remote, error = %e, "connection refused at the handshake");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    match alpn.as_deref() {
+        Some(p) if p == tls::PEER_ALPN => serve_peer(conn, ctx).await,
+        Some(p) if p == tls::CLIENT_ALPN => serve_client(conn, ctx).await,
+        _ => refuse(&conn, &ctx, "no supported application protocol"),
+    }
+}
+
+fn refuse(conn: &quinn::Connection, ctx: &ServerContext, reason: &str) {
+    tracing::warn!(node = ctx.id, remote = %conn.remote_address(), reason, "closing connection");
+    ctx.metrics.frames_refused.increment(1);
+    conn.close(CLOSE_PROTOCOL_ERROR.into(), reason.as_bytes());
+}
+
+async fn serve_peer(conn: quinn::Connection, ctx: Arc<ServerContext>) {
+    while let Ok(recv) = conn.accept_uni().await {
+        tokio::spawn(read_peer_stream(conn.clone(), recv, ctx.clone()));
+    }
+}
+
+async fn read_peer_stream(
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<ServerContext>,
+) {
+    let mut reader = FrameReader::new(ctx.codec.max_frame_bytes());
+    let mut verified: Option<NodeId> = None;
+    loop {
+        let frame = match reader.next(&mut recv).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(crate::frame::FrameError::Read(e)) => {
+                tracing::debug!(node = ctx.id, error = %e, "peer stream ended");
+                return;
+            }
+            Err(e) => return refuse(&conn, &ctx, &e.to_string()),
+        };
+        let size = (frame.len() + PREFIX_BYTES) as u64;
+        ctx.counters.received.fetch_add(size, Ordering::Relaxed);
+        ctx.metrics.bytes_received.increment(size);
+        let env = match ctx.codec.decode(frame) {
+            Ok(env) => env,
+            Err(e) => return refuse(&conn, &ctx, &format!("undecodable frame: {e}")),
+        };
+        if env.to != ctx.id {
+            return refuse(&conn, &ctx, &format!("frame addressed to node {}", env.to));
+        }
+        if verified != Some(env.from) {
+            if !ctx.voters.contains(&env.from) || env.from == ctx.id {
+                return refuse(
+                    &conn,
+                    &ctx,
+                    &format!("frame from unknown node {}", env.from),
+                );
+            }
+            if !tls::peer_is_node(&conn, env.from) {
+                return refuse(
+                    &conn,
+                    &ctx,
+                    &format!("certificate does not belong to node {}", env.from),
+                );
+            }
+            verified = Some(env.from);
+        }
+        let event = CoreEvent::Peer {
+            from: env.from,
+            msg: env.msg,
+        };
+        if ctx.core.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_client(conn: quinn::Connection, ctx: Arc<ServerContext>) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(client_stream(conn.clone(), send, recv, ctx.clone()));
+    }
+}
+
+async fn client_stream(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<ServerContext>,
+) {
+    let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
+    let frame = match reader.next(&mut recv).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return,
+        Err(crate::frame::FrameError::Read(_)) => return,
+        Err(e) => return refuse(&conn, &ctx, &e.to_string()),
+    };
+    let request = match decode_request(ctx.cluster_id, frame) {
+        Ok(request) => request,
+        Err(e) => {
+            let reason = format!("undecodable request: {e}");
+            let answer = ClientResponse::Rejected {
+                reason: reason.clone(),
+            };
+            let _ = answer_client(&ctx, &mut send, &answer).await;
+            return refuse(&conn, &ctx, &reason);
+        }
+    };
+    let answer = match request {
+        ClientRequest::Propose { command } => {
+            let (reply, answer) = oneshot::channel();
+            let _ = ctx.core.send(CoreEvent::Propose { command, reply });
+            answer.await.unwrap_or_else(|_| ClientResponse::Unknown {
+                reason: "the node is shutting down".into(),
+            })
+        }
+        ClientRequest::Status => {
+            let (reply, answer) = oneshot::channel();
+            let _ = ctx.core.send(CoreEvent::Status { reply });
+            match answer.await {
+                Ok(status) => ClientResponse::Status(Box::new(status)),
+                Err(_) => ClientResponse::Unknown {
+                    reason: "the node is shutting down".into(),
+                },
+            }
+        }
+    };
+    let _ = answer_client(&ctx, &mut send, &answer).await;
+}
+
+async fn answer_client(
+    ctx: &ServerContext,
+    send: &mut quinn::SendStream,
+    answer: &ClientResponse,
+) -> Result<(), quinn::WriteError> {
+    let body = encode_response(ctx.cluster_id, answer);
+    let mut buf = Vec::with_capacity(body.len() + PREFIX_BYTES);
+    put_frame(&mut buf, &body);
+    send.write_all(&buf).await?;
+    let _ = send.finish();
+    Ok(())
+}
