@@ -151,7 +151,7 @@ impl KvClient {
     }
 
     /// Sets `key` to `new` (`None`: delete) if its value is `expected` (`None`: absent).
-    /// Returns whether it did, and the value now current.
+    /// Returns whether it did, and the key's value before the operation.
     pub async fn cas(
         &mut self,
         key: impl Into<Bytes>,

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 /// How many error messages are kept to show at the end.
 const KEPT_ERRORS: usize = 5;
+/// The progress line.
+const BAR: &str = "{spinner} [{elapsed_precise}] {msg}";
 /// Progress refresh interval.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -125,8 +127,11 @@ fn validate(args: &BenchArgs) -> anyhow::Result<usize> {
     Ok(connections)
 }
 
+/// Each node's status, or why it could not be had.
+type Statuses = Vec<Result<NodeStatus, String>>;
+
 /// Asks every node for its status, concurrently; failures become messages.
-async fn poll(client: &Client, nodes: &[SocketAddr]) -> Vec<Result<NodeStatus, String>> {
+async fn poll(client: &Client, nodes: &[SocketAddr]) -> Statuses {
     let tasks: Vec<_> = nodes
         .iter()
         .map(|&addr| {
@@ -142,11 +147,7 @@ async fn poll(client: &Client, nodes: &[SocketAddr]) -> Vec<Result<NodeStatus, S
 }
 
 /// Polls the nodes until one of them knows a leader, or until `timeout`.
-async fn wait_for_leader(
-    client: &Client,
-    nodes: &[SocketAddr],
-    timeout: Duration,
-) -> Vec<Result<NodeStatus, String>> {
+async fn wait_for_leader(client: &Client, nodes: &[SocketAddr], timeout: Duration) -> Statuses {
     let give_up = Instant::now() + timeout;
     loop {
         let statuses = poll(client, nodes).await;
@@ -272,9 +273,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         ProgressBar::new_spinner()
     };
-    bar.set_style(ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {msg}",
-    )?);
+    bar.set_style(ProgressStyle::with_template(BAR)?);
     let mut ticker = tokio::time::interval(TICK);
     let (mut last_at, mut last_done) = (start, 0u64);
     let mut tallies = Vec::with_capacity(args.clients);
@@ -320,10 +319,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.keys,
         reads * 100.0
     );
-    println!(
-        "measured:   {measured:.2} s (after {:.2} s warm-up)",
-        args.warmup
-    );
+    let warmup = args.warmup;
+    println!("measured:   {measured:.2} s (after {warmup:.2} s warm-up)");
     println!("requests:   {n} ok, {measured_errors} errors ({ok} ok, {errors} errors in all)");
     println!("throughput: {ops_per_sec:.1} ops/s");
     println!(
@@ -339,9 +336,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("nodes (storage counters since the warm-up; one batch = one fsync):");
     let mut leader_batch_entries_avg = None;
     for (i, addr) in nodes.iter().enumerate() {
-        let base = [&from[i], &before[i]]
-            .into_iter()
-            .find_map(|s| s.as_ref().ok());
+        let base = from[i].as_ref().ok().or(before[i].as_ref().ok());
         let now = match &after[i] {
             Ok(s) => s,
             Err(e) => {
@@ -376,9 +371,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         p.close().await;
     }
     ensure!(ok > 0, "every request failed ({errors} errors)");
-    ensure!(
-        n > 0,
-        "no request completed after the warm-up; use a shorter --warmup or a larger --count"
-    );
+    ensure!(n > 0, "nothing completed after the warm-up (see --warmup)");
     Ok(())
 }

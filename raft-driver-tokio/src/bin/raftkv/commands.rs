@@ -102,7 +102,7 @@ pub async fn cas(args: CasArgs) -> anyhow::Result<ExitCode> {
     let (done, current) = kv.cas(args.key, expected, new).await?;
     kv.client().close().await;
     if done {
-        println!("OK (value now: {})", show(&current));
+        println!("OK (previous value: {})", show(&current));
         Ok(ExitCode::SUCCESS)
     } else {
         println!("FAILED (current value: {})", show(&current));
