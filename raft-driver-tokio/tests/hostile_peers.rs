@@ -204,7 +204,11 @@ async fn another_cas_certificates_cannot_join_or_send() {
         kv.put(format!("during-{i}"), "v").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut own = ClientOptions::new(cluster.cluster_id, vec![cluster.addrs[&victim]], foreign_client);
+    let mut own = ClientOptions::new(
+        cluster.cluster_id,
+        vec![cluster.addrs[&victim]],
+        foreign_client,
+    );
     own.timeout = Duration::from_secs(3);
     let impostor_view = Client::new(own)
         .unwrap()

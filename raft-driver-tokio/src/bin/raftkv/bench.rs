@@ -327,6 +327,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "latency:    p50 {p50:.3} ms  p90 {p90:.3} ms  p99 {p99:.3} ms  p99.9 {p999:.3} ms  \
          max {max:.3} ms"
     );
+    messages.sort();
+    messages.dedup();
     for m in messages.iter().take(KEPT_ERRORS) {
         println!("error:      {m}");
     }
