@@ -46,7 +46,7 @@ addr = "127.0.0.1:$((base + 2))"
 id = 3
 addr = "127.0.0.1:$((base + 3))"
 TOML
-  RUST_LOG=warn "$bin" serve --config "$work/node-$id.toml" 2>"$work/node-$id.log" &
+  RUST_LOG=warn "$bin" serve --threads "${NODE_THREADS:-1}" --config "$work/node-$id.toml" 2>"$work/node-$id.log" &
   pids+=($!)
 done
 export RAFTKV_NODES="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))"
@@ -54,6 +54,6 @@ export RAFTKV_CLUSTER_ID=77 RAFTKV_CERTS="$work/certs"
 sleep 2
 for c in "${counts[@]}"; do
   echo "=== $c clients, ${duration}s, 100-byte values, writes only"
-  "$bin" bench --clients "$c" --duration "$duration" --value-size 100 --quiet --json
+  "$bin" bench --clients "$c" --duration "$duration" --value-size 100 --quiet --json ${BENCH_ARGS:-}
 done
 "$bin" status || true

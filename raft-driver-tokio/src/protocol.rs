@@ -3,6 +3,13 @@
 //! Each request travels on its own bidirectional QUIC stream as one length-prefixed frame (see
 //! [`crate::frame`]); the answer comes back on the same stream. A frame starts with the protocol
 //! version and the cluster id, so a client of another cluster is refused with a clear error.
+//!
+//! The encoding ([`encode_request`], [`decode_request`], [`encode_response`],
+//! [`decode_response`]) is hand-written, little-endian, fixed-width and canonical: the body is
+//! `[version u8][cluster id u64][kind u8][fields]`, and a decoder accepts exactly what the
+//! encoder writes. Decoding never panics, checks every length against its limit and against the
+//! bytes left before reserving anything, and slices byte payloads out of the frame without
+//! copying.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_proto_core::{Index, NodeId, Role, Term};

@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Heartbeat interval in ticks.
     #[arg(long, env = "RAFTKV_HEARTBEAT_TICKS")]
     pub heartbeat_ticks: Option<u32>,
+    /// Runtime worker threads (the consensus loop is one task; more threads let the transport
+    /// and clients run beside it). Default: the number of CPUs, at most 4. Use 1 when several
+    /// nodes share a small machine.
+    #[arg(long, env = "RAFTKV_THREADS")]
+    pub threads: Option<usize>,
 }
 
 /// `ID=ADDR`.
@@ -74,6 +79,12 @@ fn parse_peer(s: &str) -> Result<PeerArg, String> {
 }
 
 impl ServeArgs {
+    /// Worker threads for the runtime.
+    pub fn threads(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.threads.unwrap_or(cpus.min(4)).max(1)
+    }
+
     fn as_raw(&self) -> RawConfig {
         RawConfig {
             node_id: self.node_id,
