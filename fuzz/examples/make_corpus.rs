@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use raft_driver_tokio::protocol::{
+    encode_request, encode_response, ClientRequest, ClientResponse, NodeStatus, PeerReport,
+};
 use raft_fuzz::core::{encode, Op};
 use raft_kv::{Command, KvStore, Op as KvOp, Response};
 use raft_proto_core::codec::Codec;
@@ -11,7 +14,7 @@ use raft_proto_core::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, RequestVote,
     RequestVoteResponse,
 };
-use raft_proto_core::{Entry, EntryKind, LogId, Message};
+use raft_proto_core::{Entry, EntryKind, LogId, Message, Role};
 
 fn dir(target: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -196,6 +199,113 @@ fn kv() {
     save("client_decode", "snapshot_small", &store.snapshot());
 }
 
+/// Client protocol frames (`raft-driver-tokio`), every request and response kind, for the
+/// cluster id `client_decode` decodes with.
+fn client() {
+    let cluster = raft_fuzz::wire::CLUSTER_ID;
+    let put = Command::new(7, 1, KvOp::put("key", "value"))
+        .encode()
+        .expect("encode command");
+    let reqs = [
+        ("propose", ClientRequest::Propose { command: put }),
+        (
+            "propose_empty",
+            ClientRequest::Propose {
+                command: Bytes::new(),
+            },
+        ),
+        ("status", ClientRequest::Status),
+    ];
+    for (name, req) in reqs {
+        save(
+            "client_decode",
+            &format!("client_request_{name}"),
+            &encode_request(cluster, &req),
+        );
+    }
+    let peer = |id: u64, address: &str, matched: u64, connected: bool| PeerReport {
+        id,
+        address: address.into(),
+        matched,
+        next: matched + 1,
+        replicating: matched > 0,
+        inflight: 2,
+        active: connected,
+        connected,
+    };
+    let status = NodeStatus {
+        id: 1,
+        cluster_id: cluster,
+        role: Role::Leader,
+        term: 5,
+        vote: 1,
+        leader: Some(1),
+        commit: 120,
+        applied: 119,
+        last_index: 121,
+        persisted: 121,
+        peers: vec![
+            peer(2, "10.0.0.2:7000", 120, true),
+            peer(3, "node3.example:7000", 0, false),
+        ],
+        leader_changes: 3,
+        proposals: 4_096,
+        storage_batches: 80,
+        storage_writes: 95,
+        storage_entries: 121,
+        storage_micros: 250_000,
+        bytes_sent: 1 << 20,
+        bytes_received: 1 << 16,
+        uptime_ms: 3_600_000,
+    };
+    let get = Response::Get { value: None }
+        .encode()
+        .expect("encode response");
+    let resps = [
+        (
+            "applied",
+            ClientResponse::Applied {
+                index: 120,
+                response: get,
+            },
+        ),
+        (
+            "not_leader",
+            ClientResponse::NotLeader {
+                leader: Some(2),
+                leader_addr: Some("10.0.0.2:7100".into()),
+            },
+        ),
+        (
+            "not_leader_unknown",
+            ClientResponse::NotLeader {
+                leader: None,
+                leader_addr: None,
+            },
+        ),
+        (
+            "unknown",
+            ClientResponse::Unknown {
+                reason: "leadership changed".into(),
+            },
+        ),
+        (
+            "rejected",
+            ClientResponse::Rejected {
+                reason: "too many pending proposals".into(),
+            },
+        ),
+        ("status", ClientResponse::Status(Box::new(status))),
+    ];
+    for (name, resp) in resps {
+        save(
+            "client_decode",
+            &format!("client_response_{name}"),
+            &encode_response(cluster, &resp),
+        );
+    }
+}
+
 fn core() {
     let all = |f: fn(u8) -> Op| (0..3).map(f).collect::<Vec<_>>();
     let round = || {
@@ -325,6 +435,7 @@ fn storage() {
 fn main() {
     wire();
     kv();
+    client();
     core();
     storage();
     eprintln!(
