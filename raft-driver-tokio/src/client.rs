@@ -113,6 +113,8 @@ pub struct Client {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(25);
+/// Redirects followed without a pause.
+const MAX_QUICK_REDIRECTS: u32 = 3;
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 impl Client {
@@ -163,6 +165,7 @@ impl Client {
         let mut target = self.leader().unwrap_or(nodes[0]);
         let mut next = 0usize;
         let mut backoff = BACKOFF_MIN;
+        let mut redirects = 0;
         let mut last = String::from("none");
         loop {
             let now = Instant::now();
@@ -198,7 +201,10 @@ impl Client {
                 })) => {
                     let hinted = leader_addr.and_then(|a| a.parse::<SocketAddr>().ok());
                     match hinted {
-                        Some(addr) if addr != target => {
+                        Some(addr) if addr != target && redirects < MAX_QUICK_REDIRECTS => {
+                            // Followed at once, a few times in a row; nodes with stale hints
+                            // pointing at each other then fall back to the backoff below.
+                            redirects += 1;
                             target = addr;
                             continue;
                         }
@@ -222,6 +228,7 @@ impl Client {
                 }
             };
             if pause {
+                redirects = 0;
                 self.set_leader(None);
                 target = nodes[next % nodes.len()];
                 next += 1;

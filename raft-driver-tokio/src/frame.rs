@@ -9,6 +9,9 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Size of the length prefix.
 pub const PREFIX_BYTES: usize = 4;
 
+/// Most buffer space reserved ahead of data that has not arrived yet.
+const MAX_RESERVE: usize = 64 << 10;
+
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -89,7 +92,10 @@ impl FrameReader {
             });
         }
         if self.buf.len() < PREFIX_BYTES + size {
-            self.buf.reserve(PREFIX_BYTES + size - self.buf.len());
+            // Grow with the data that arrives, not with what the length announces: a peer
+            // that announces large frames and sends little gets little memory.
+            let missing = PREFIX_BYTES + size - self.buf.len();
+            self.buf.reserve(missing.min(MAX_RESERVE));
             return Ok(None);
         }
         self.buf.advance(PREFIX_BYTES);

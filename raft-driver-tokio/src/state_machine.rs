@@ -7,8 +7,9 @@ use raft_proto_core::Index;
 ///
 /// Every replica applies the same commands in the same order, so `apply` must depend only on
 /// the state and the command: no clock, no randomness, no I/O whose result can differ between
-/// replicas. The driver calls it from one task; it may take a little time but should not block
-/// for long (it delays answers to clients, not the consensus loop).
+/// replicas. The driver calls it from one task on the node's runtime, in order; a slow `apply`
+/// delays the answers to clients and takes runtime time from the rest of the node (with a
+/// single worker thread, from the consensus loop too), so keep it quick and never block on I/O.
 ///
 /// Client retries: the client library resends a command whose outcome it could not learn
 /// (leader change, lost connection). A state machine that must apply each request once keeps

@@ -94,9 +94,8 @@ pub(crate) async fn run<M: StateMachine>(
                     .apply_seconds
                     .record(started.elapsed().as_secs_f64());
                 metrics.applied_index.set(last as f64);
-                if core.send(CoreEvent::Applied { index: last }).is_err() {
-                    break;
-                }
+                // After the consensus loop stopped, keep applying what it sent (shutdown).
+                let _ = core.send(CoreEvent::Applied { index: last });
             }
         }
     }

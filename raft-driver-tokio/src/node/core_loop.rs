@@ -61,7 +61,10 @@ pub(crate) struct CoreLoop {
 /// How the loop ended.
 pub(crate) enum Exit {
     Shutdown,
+    /// The storage thread failed (or stopped): nothing more can be made durable.
     StorageFailed(String),
+    /// The apply task stopped (the state machine panicked): nothing more can be answered.
+    ApplyFailed,
 }
 
 struct State {
@@ -91,7 +94,16 @@ impl CoreLoop {
         };
         loop {
             tokio::select! {
+                // Ticks first: a loop kept busy by events must still send heartbeats and run
+                // its election and quorum checks (the interval fires at most once per tick).
                 biased;
+                _ = ticker.tick() => {
+                    self.node.step_into(Input::Tick, &mut st.outputs);
+                    st.ticks += 1;
+                    if st.ticks.is_multiple_of(10) {
+                        self.peer_gauges();
+                    }
+                }
                 ev = self.rx.recv() => {
                     let Some(ev) = ev else { return Exit::Shutdown };
                     self.handle(ev, &mut st);
@@ -104,13 +116,6 @@ impl CoreLoop {
                         taken += 1;
                     }
                     self.flush_proposals(&mut st);
-                }
-                _ = ticker.tick() => {
-                    self.node.step_into(Input::Tick, &mut st.outputs);
-                    st.ticks += 1;
-                    if st.ticks.is_multiple_of(10) {
-                        self.peer_gauges();
-                    }
                 }
             }
             self.route(&mut st);
@@ -187,12 +192,15 @@ impl CoreLoop {
             match out {
                 Output::Send { to, msg } => self.peers.send(to, msg, &self.metrics),
                 Output::Persist(w) => {
-                    // The storage thread only stops after this loop does, or after a failure
-                    // that also stops this loop.
-                    let _ = self.storage.send(w);
+                    // The storage thread stops only after this loop, unless it failed.
+                    if self.storage.send(w).is_err() && st.exit.is_none() {
+                        st.exit = Some(Exit::StorageFailed("the storage thread stopped".into()));
+                    }
                 }
                 Output::Apply { entries } => {
-                    let _ = self.apply.send(ApplyMsg::Entries(entries));
+                    if self.apply.send(ApplyMsg::Entries(entries)).is_err() {
+                        st.exit.get_or_insert(Exit::ApplyFailed);
+                    }
                 }
                 Output::Proposed { request, result } => {
                     let Some((reply, received)) = st.waiting.remove(&request) else {
@@ -200,11 +208,14 @@ impl CoreLoop {
                     };
                     match result {
                         Ok(id) => {
-                            let _ = self.apply.send(ApplyMsg::Register {
+                            let register = ApplyMsg::Register {
                                 id,
                                 reply,
                                 received,
-                            });
+                            };
+                            if self.apply.send(register).is_err() {
+                                st.exit.get_or_insert(Exit::ApplyFailed);
+                            }
                         }
                         Err(ProposeError::NotLeader { leader_hint }) => {
                             let _ = reply.send(ClientResponse::NotLeader {

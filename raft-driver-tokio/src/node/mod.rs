@@ -358,6 +358,7 @@ impl<M: StateMachine> RunningNode<M> {
         self.core_task = None;
         match exit {
             Ok(Exit::StorageFailed(reason)) => NodeError::Storage(reason),
+            Ok(Exit::ApplyFailed) => NodeError::Task("the state machine task stopped".into()),
             Ok(Exit::Shutdown) => NodeError::Task("the consensus loop stopped".into()),
             Err(e) => NodeError::Task(e.to_string()),
         }
@@ -375,6 +376,9 @@ impl<M: StateMachine> RunningNode<M> {
             match task.await {
                 Ok(Exit::Shutdown) => {}
                 Ok(Exit::StorageFailed(reason)) => failure = Some(NodeError::Storage(reason)),
+                Ok(Exit::ApplyFailed) => {
+                    failure = Some(NodeError::Task("the state machine task stopped".into()))
+                }
                 Err(e) => failure = Some(NodeError::Task(e.to_string())),
             }
         }
@@ -385,14 +389,12 @@ impl<M: StateMachine> RunningNode<M> {
         if !matches!(joined, Ok(Ok(()))) {
             failure.get_or_insert(NodeError::Task("the storage thread panicked".into()));
         }
-        let sm = self
-            .apply_task
-            .await
-            .map_err(|e| NodeError::Task(e.to_string()))?;
+        let applied = self.apply_task.await;
         self.endpoint
             .close(transport::CLOSE_SHUTDOWN.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         tracing::info!(node = self.id, "stopped");
+        let sm = applied.map_err(|e| NodeError::Task(format!("the state machine task: {e}")))?;
         match failure {
             Some(e) => Err(e),
             None => Ok(sm),

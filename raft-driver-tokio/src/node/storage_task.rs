@@ -53,9 +53,17 @@ pub(crate) fn spawn<S: Storage>(
                 }
                 let entries: usize = batch.iter().map(|w| w.entries.len()).sum();
                 let started = Instant::now();
-                if let Err(e) = storage.write(&batch) {
-                    tracing::error!(node, error = %e, "storage write failed; stopping the node");
-                    let _ = core.send(CoreEvent::StorageFailed(e.to_string()));
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    storage.write(&batch)
+                }));
+                let failure = match written {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("the storage backend panicked".to_string()),
+                };
+                if let Some(reason) = failure {
+                    tracing::error!(node, error = %reason, "storage write failed; stopping the node");
+                    let _ = core.send(CoreEvent::StorageFailed(reason));
                     return;
                 }
                 let took = started.elapsed();

@@ -60,7 +60,7 @@ pub const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
 pub const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Maximum number of concurrently open bidirectional streams a peer may open.
-pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 512;
 
 /// Maximum number of concurrently open unidirectional streams a peer may open.
 pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 64;

@@ -17,6 +17,9 @@ use crate::protocol::{
 };
 use crate::tls;
 
+/// How long a client may take to send its request once it opened the stream.
+const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the accepting side needs to know.
 pub(crate) struct ServerContext {
     pub id: NodeId,
@@ -50,7 +53,13 @@ async fn handle_incoming(incoming: quinn::Incoming, ctx: Arc<ServerContext>) {
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|h| h.protocol);
     match alpn.as_deref() {
-        Some(p) if p == tls::PEER_ALPN => serve_peer(conn, ctx).await,
+        Some(p) if p == tls::PEER_ALPN => {
+            if tls::peer_node_id(&conn).is_some() {
+                serve_peer(conn, ctx).await
+            } else {
+                refuse(&conn, &ctx, "peer connection without a node certificate")
+            }
+        }
         Some(p) if p == tls::CLIENT_ALPN => serve_client(conn, ctx).await,
         _ => refuse(&conn, &ctx, "no supported application protocol"),
     }
@@ -135,11 +144,15 @@ async fn client_stream(
     ctx: Arc<ServerContext>,
 ) {
     let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
-    let frame = match reader.next(&mut recv).await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return,
-        Err(crate::frame::FrameError::Read(_)) => return,
-        Err(e) => return refuse(&conn, &ctx, &e.to_string()),
+    let frame = match tokio::time::timeout(REQUEST_READ_TIMEOUT, reader.next(&mut recv)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(crate::frame::FrameError::Read(_))) => return,
+        Ok(Err(e)) => return refuse(&conn, &ctx, &e.to_string()),
+        Err(_) => {
+            let _ = recv.stop(CLOSE_PROTOCOL_ERROR.into());
+            return;
+        }
     };
     let request = match decode_request(ctx.cluster_id, frame) {
         Ok(request) => request,
