@@ -299,7 +299,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     cluster.kill(leader)?;
     let killed = Instant::now();
-    say(start, format!("SIGKILL node {leader}, the leader"));
+    say(
+        start,
+        format!(
+            "SIGKILL node {leader}, the leader (the client still points at it and moves on after its 0.5 s per-node timeout)"
+        ),
+    );
     let (new_leader, new_term) =
         wait_leader(&client, &cluster, term, Duration::from_secs(20)).await?;
     say(
