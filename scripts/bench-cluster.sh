@@ -4,6 +4,7 @@
 #
 #   scripts/bench-cluster.sh [DURATION_SECS] [CLIENT_COUNTS...]
 #   scripts/bench-cluster.sh 10 1 16 64 256
+#   BENCH_ARGS="--reads 0.5" scripts/bench-cluster.sh 5 1024   # extra `raftkv bench` flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -53,7 +54,7 @@ export RAFTKV_NODES="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$
 export RAFTKV_CLUSTER_ID=77 RAFTKV_CERTS="$work/certs"
 sleep 2
 for c in "${counts[@]}"; do
-  echo "=== $c clients, ${duration}s, 100-byte values, writes only"
+  echo "=== $c clients, ${duration}s, 100-byte values ${BENCH_ARGS:-(writes only)}"
   "$bin" bench --clients "$c" --duration "$duration" --value-size 100 --quiet --json ${BENCH_ARGS:-}
 done
 "$bin" status || true
