@@ -132,7 +132,7 @@ impl CoreLoop {
     }
 
     fn handle(&mut self, ev: CoreEvent, st: &mut State) {
-        match ev {
+        let input = match ev {
             CoreEvent::Propose { command, reply } => {
                 let request = st.next_request;
                 st.next_request += 1;
@@ -149,14 +149,6 @@ impl CoreLoop {
                 let _ = reply.send(self.status(st));
                 return;
             }
-            _ => {}
-        }
-        // Keep the order of proposals relative to other inputs.
-        self.flush_proposals(st);
-        let input = match ev {
-            CoreEvent::Peer { from, msg } => Input::Receive { from, msg },
-            CoreEvent::Persisted { seq } => Input::Persisted { seq },
-            CoreEvent::Applied { index } => Input::Applied { index },
             CoreEvent::StorageFailed(reason) => {
                 st.exit = Some(Exit::StorageFailed(reason));
                 return;
@@ -165,8 +157,12 @@ impl CoreLoop {
                 st.exit = Some(Exit::Shutdown);
                 return;
             }
-            CoreEvent::Propose { .. } | CoreEvent::Status { .. } => return,
+            CoreEvent::Peer { from, msg } => Input::Receive { from, msg },
+            CoreEvent::Persisted { seq } => Input::Persisted { seq },
+            CoreEvent::Applied { index } => Input::Applied { index },
         };
+        // Proposals queued before this input go in first, so the core sees events in order.
+        self.flush_proposals(st);
         self.node.step_into(input, &mut st.outputs);
     }
 
