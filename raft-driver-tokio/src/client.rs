@@ -14,7 +14,7 @@ use bytes::Bytes;
 use raft_proto_core::Index;
 use tokio::time::Instant;
 
-use crate::frame::{put_frame, FrameReader, PREFIX_BYTES};
+use crate::frame::{send_only_frame, FrameReader};
 use crate::protocol::{
     decode_response, encode_request, ClientRequest, ClientResponse, NodeStatus, ProtocolError,
     MAX_CLIENT_FRAME,
@@ -267,12 +267,9 @@ impl Client {
         let conn = self.connection(addr).await?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| node_err(e.to_string()))?;
         let body = encode_request(self.inner.cluster_id, request);
-        let mut buf = Vec::with_capacity(body.len() + PREFIX_BYTES);
-        put_frame(&mut buf, &body);
-        send.write_all(&buf)
+        send_only_frame(&mut send, body)
             .await
             .map_err(|e| node_err(e.to_string()))?;
-        let _ = send.finish();
         let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
         let frame = reader
             .next(&mut recv)

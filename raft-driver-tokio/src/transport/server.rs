@@ -9,7 +9,7 @@ use raft_proto_core::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{TransportCounters, CLOSE_PROTOCOL_ERROR};
-use crate::frame::{put_frame, FrameReader, PREFIX_BYTES};
+use crate::frame::{send_only_frame, FrameReader, PREFIX_BYTES};
 use crate::metrics::NodeMetrics;
 use crate::node::core_loop::CoreEvent;
 use crate::protocol::{
@@ -192,10 +192,5 @@ async fn answer_client(
     send: &mut quinn::SendStream,
     answer: &ClientResponse,
 ) -> Result<(), quinn::WriteError> {
-    let body = encode_response(ctx.cluster_id, answer);
-    let mut buf = Vec::with_capacity(body.len() + PREFIX_BYTES);
-    put_frame(&mut buf, &body);
-    send.write_all(&buf).await?;
-    let _ = send.finish();
-    Ok(())
+    send_only_frame(send, encode_response(ctx.cluster_id, answer)).await
 }
