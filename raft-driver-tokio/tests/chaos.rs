@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TestCluster;
 use raft_driver_tokio::kv::KvClient;
@@ -102,17 +102,7 @@ async fn acknowledged_writes_survive_repeated_random_kills() {
         "too few keys with a known final value ({checked})"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let all = cluster.statuses(&client).await;
-        let applied: Vec<u64> = all.values().map(|s| s.applied).collect();
-        if applied.len() == 3 && applied.iter().all(|a| *a == applied[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: {applied:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster
+        .wait_converged(&client, Duration::from_secs(15))
+        .await;
 }

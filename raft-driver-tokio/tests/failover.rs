@@ -142,19 +142,9 @@ async fn writes_through_any_node_survive_leader_kill_and_restarts() {
     );
 
     // Every replica applied the same log.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all = cluster.statuses(&client).await;
-        let applied: Vec<u64> = all.values().map(|s| s.applied).collect();
-        if applied.len() == 3 && applied.iter().all(|a| *a == applied[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: {applied:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster
+        .wait_converged(&client, Duration::from_secs(10))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,6 +197,25 @@ impl TestCluster {
     }
 }
 
+impl TestCluster {
+    /// Waits until every node is reachable and all have applied the same index.
+    pub async fn wait_converged(&self, client: &Client, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let all = self.statuses(client).await;
+            let applied: Vec<u64> = all.values().map(|s| s.applied).collect();
+            if applied.len() == self.addrs.len() && applied.iter().all(|a| *a == applied[0]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: {applied:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for c in self.children.values_mut() {
