@@ -41,19 +41,29 @@ pub fn put_frame(buf: &mut Vec<u8>, body: &[u8]) {
     buf.extend_from_slice(body);
 }
 
-/// Sends `body` as the one frame of a stream, then finishes the stream. The body is written as
-/// it is (no copy), after its 4-byte length.
+/// Sends `body` as the one frame of a stream, then finishes the stream. A small body is copied
+/// behind its length into one buffer (one write is cheaper than two tiny chunks); a large one
+/// is written as it is, after its length (no copy).
 pub async fn send_only_frame(
     send: &mut quinn::SendStream,
     body: Bytes,
 ) -> Result<(), quinn::WriteError> {
-    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    let mut chunks = [Bytes::copy_from_slice(&len.to_le_bytes()), body];
-    send.write_all_chunks(&mut chunks).await?;
+    if body.len() < ZERO_COPY_BODY_BYTES {
+        let mut buf = Vec::with_capacity(PREFIX_BYTES + body.len());
+        put_frame(&mut buf, &body);
+        send.write_all(&buf).await?;
+    } else {
+        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let mut chunks = [Bytes::copy_from_slice(&len.to_le_bytes()), body];
+        send.write_all_chunks(&mut chunks).await?;
+    }
     // Only fails if the stream was already finished or reset; the write above reported that.
     let _ = send.finish();
     Ok(())
 }
+
+/// Bodies from this size on are written without copying them.
+const ZERO_COPY_BODY_BYTES: usize = 16 << 10;
 
 /// Starts a frame in `buf` whose body the caller appends next; returns the position to pass to
 /// [`finish_frame`].
