@@ -38,6 +38,14 @@ pub struct Config {
     pub max_uncommitted_bytes: u64,
     /// Upper bound of entry bytes in one `Apply` output.
     pub max_apply_bytes: u64,
+    /// Entry bytes handed out in `Apply` outputs and not yet reported applied
+    /// (`Input::Applied`) beyond which no more are handed out: how far applying may run ahead
+    /// of the state machine (after a restart, the whole committed log would otherwise go at once).
+    pub max_apply_backlog_bytes: u64,
+    /// Bytes of applied, durable entries the log keeps in memory for followers that lag a
+    /// little. Older ones are dropped from memory and read back from storage when needed
+    /// (`Output::FetchEntries`); entries not yet applied or durable always stay.
+    pub log_cache_bytes: u64,
     /// Seed of the core's pseudo-random generator (election timeouts).
     pub seed: u64,
 }
@@ -58,6 +66,8 @@ impl Config {
             max_proposal_bytes: 1 << 20,
             max_uncommitted_bytes: 64 << 20,
             max_apply_bytes: 4 << 20,
+            max_apply_backlog_bytes: 16 << 20,
+            log_cache_bytes: 8 << 20,
             seed: id,
         }
     }
@@ -104,6 +114,7 @@ impl Config {
             ("max_proposal_bytes", self.max_proposal_bytes),
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_apply_bytes", self.max_apply_bytes),
+            ("max_apply_backlog_bytes", self.max_apply_backlog_bytes),
         ] {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit(name));

@@ -26,10 +26,22 @@ pub enum Input {
         /// The highest durable write sequence number.
         seq: u64,
     },
-    /// The state machine has applied every entry up to and including `index`.
+    /// The state machine has applied every entry up to and including `index`. Until this is
+    /// reported, applied entries stay in memory and [`Output::Apply`] stops once
+    /// `Config::max_apply_backlog_bytes` are handed out.
     Applied {
         /// Highest applied index.
         index: Index,
+    },
+    /// The entries an [`Output::FetchEntries`] asked for, read from storage: those with
+    /// indexes from `lo` on, in order (fewer than asked, or none, if storage holds fewer).
+    EntriesFetched {
+        /// The follower they were read for.
+        to: NodeId,
+        /// The first index asked for.
+        lo: Index,
+        /// The entries read.
+        entries: Vec<Entry>,
     },
 }
 
@@ -76,6 +88,20 @@ pub enum Output {
         request: RequestId,
         /// Where the entry was placed.
         id: LogId,
+    },
+    /// Read the stored entries with indexes `lo..hi` (at most about `max_bytes` of them, at
+    /// least one) and hand them back with [`Input::EntriesFetched`]. The leader asks for
+    /// entries that left its memory when a lagging follower needs them; they are durable, so
+    /// the read may run beside the writes. A follower waits for one read at a time.
+    FetchEntries {
+        /// The follower the entries are for (echo it back).
+        to: NodeId,
+        /// First index to read.
+        lo: Index,
+        /// One past the last index to read.
+        hi: Index,
+        /// Byte budget of the read (payload sizes; one entry is returned even if larger).
+        max_bytes: u64,
     },
     /// Something observable happened.
     Event(Event),
@@ -149,6 +175,16 @@ pub enum Event {
     UnknownSender {
         /// The sender.
         from: NodeId,
+    },
+    /// A snapshot transfer to a follower ended: it installed the snapshot (`installed`), or
+    /// it turned out to hold enough of the log for appends to go on.
+    SnapshotSent {
+        /// The follower.
+        to: NodeId,
+        /// The snapshot's last index.
+        index: Index,
+        /// Whether the follower reported the snapshot installed.
+        installed: bool,
     },
     /// An input made no sense and was ignored (for example a `Persisted` for a write never
     /// requested, or an append that would rewrite committed entries).

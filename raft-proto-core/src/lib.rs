@@ -30,6 +30,7 @@ mod progress;
 pub mod quorum;
 mod replication;
 mod rng;
+mod snapshot;
 mod status;
 pub mod storage;
 mod types;

@@ -60,6 +60,7 @@ impl RaftNode {
             },
             recovered.entries,
             hs.commit,
+            cfg.log_cache_bytes,
         );
         let voters = JointConfig::simple(cfg.voters.iter().copied());
         let peers = voters
@@ -116,7 +117,10 @@ impl RaftNode {
             }
             Input::Persisted { seq } => self.on_persisted(seq, out),
             Input::Applied { index } => {
-                self.log.applied = self.log.applied.max(index.min(self.log.applying));
+                self.log.applied_to(index);
+            }
+            Input::EntriesFetched { to, lo, entries } => {
+                self.on_entries_fetched(to, lo, entries, out);
             }
         }
         self.finish_step(out);
@@ -130,21 +134,24 @@ impl RaftNode {
             term: self.term,
             vote: self.vote,
             leader: self.leader_hint(),
-            commit: self.log.committed,
-            applying: self.log.applying,
-            applied: self.log.applied,
+            commit: self.log.committed(),
+            applying: self.log.applying(),
+            applied: self.log.applied(),
             last_index: self.log.last_index(),
-            persisted: self.log.stable,
+            persisted: self.log.stable(),
+            first_index: self.log.floor().index + 1,
+            log_entries_in_memory: self.log.mem_usage().0 as u64,
+            log_bytes_in_memory: self.log.mem_usage().1,
             peers: self
                 .progress
                 .iter()
                 .map(|p| PeerStatus {
-                    id: p.id,
-                    matched: p.matched,
-                    next: p.next,
-                    state: p.state,
+                    id: p.id(),
+                    matched: p.matched(),
+                    next: p.next(),
+                    state: p.replication_state(),
                     inflight: p.inflight_count(),
-                    recent_active: p.recent_active,
+                    recent_active: p.recent_active(),
                 })
                 .collect(),
         }
@@ -172,7 +179,7 @@ impl RaftNode {
 
     /// Highest committed index.
     pub fn commit_index(&self) -> Index {
-        self.log.committed
+        self.log.committed()
     }
 
     /// Term and index of the last log entry.
@@ -180,9 +187,22 @@ impl RaftNode {
         self.log.last_id()
     }
 
-    /// The entry at `index`, if the in-memory log holds it.
+    /// The entry at `index`, if the in-memory log holds it (entries that are applied and
+    /// durable leave memory beyond the log cache; compacted ones are gone).
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.log.get(index)
+    }
+
+    /// The term of the entry at `index`, if the log knows it: any index from the last
+    /// compacted one (the snapshot boundary) to the last, whether the entry is in memory or not.
+    pub fn log_term(&self, index: Index) -> Option<Term> {
+        self.log.term(index)
+    }
+
+    /// The last entry the log no longer holds (its prefix is covered by a snapshot), or
+    /// index 0 when nothing was compacted.
+    pub fn log_floor(&self) -> LogId {
+        self.log.floor()
     }
 
     /// The hard state as it stands in memory (it may not be durable yet).
@@ -190,7 +210,7 @@ impl RaftNode {
         HardState {
             term: self.term,
             vote: self.vote,
-            commit: self.log.committed,
+            commit: self.log.committed(),
         }
     }
 
@@ -285,10 +305,10 @@ impl RaftNode {
                 let me = self.cfg.id;
                 let progress = &self.progress;
                 let active = self.voters.has_quorum(|id| {
-                    id == me || progress.iter().any(|p| p.id == id && p.recent_active)
+                    id == me || progress.iter().any(|p| p.id() == id && p.recent_active())
                 });
                 for p in &mut self.progress {
-                    p.recent_active = false;
+                    p.take_active();
                 }
                 if !active {
                     out.push(Output::Event(Event::CheckQuorumFailed { term: self.term }));
@@ -369,11 +389,7 @@ impl RaftNode {
 
     fn on_persisted(&mut self, seq: u64, out: &mut Vec<Output>) {
         let log = &mut self.log;
-        let known = self.dur.persisted(seq, |id| {
-            if id.index > log.stable && log.matches(id) {
-                log.stable = id.index;
-            }
-        });
+        let known = self.dur.persisted(seq, |id| log.stable_to(id));
         if !known {
             out.push(Output::Event(Event::InvalidInput {
                 reason: "Persisted reports a write that was never requested",
@@ -398,7 +414,7 @@ impl RaftNode {
 
     /// Closes the step: hands out the assembled write and any newly applicable entries.
     fn finish_step(&mut self, out: &mut Vec<Output>) {
-        if let Some(w) = self.dur.take_open(self.log.committed) {
+        if let Some(w) = self.dur.take_open(self.log.committed()) {
             out.push(Output::Persist(w));
         }
         self.maybe_apply(out);

@@ -1,34 +1,109 @@
 //! The leader's view of one follower: how far its log matches, what to send next, and how much
-//! is in flight (flow control).
+//! is in flight (flow control). Each replication state carries its own data, so a state and
+//! the fields that only make sense in it cannot disagree.
 
 use std::collections::VecDeque;
 
-use crate::types::{Index, NodeId};
+use crate::types::{Index, LogId, NodeId};
 
-/// How the leader replicates to a follower.
+/// How the leader replicates to a follower (as reported in status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicationState {
-    /// The follower's log position is unknown: send one message at a time and wait.
+    /// The follower's log position is unknown: one message at a time, then wait.
     Probe,
-    /// The follower is in sync: stream entries optimistically, up to the in-flight window.
+    /// The follower is in sync: entries stream optimistically, up to the in-flight window.
     Replicate,
+    /// The follower needs entries the leader compacted away: a snapshot is being sent.
+    Snapshot,
+}
+
+/// Appends in flight to a streaming follower: (last index carried, bytes), oldest first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inflight {
+    msgs: VecDeque<(Index, u64)>,
+    bytes: u64,
+}
+
+impl Inflight {
+    fn with_capacity(n: usize) -> Self {
+        Inflight {
+            msgs: VecDeque::with_capacity(n),
+            bytes: 0,
+        }
+    }
+
+    fn full(&self, max_msgs: usize, max_bytes: u64) -> bool {
+        self.msgs.len() >= max_msgs || self.bytes >= max_bytes
+    }
+
+    fn push(&mut self, last: Index, bytes: u64) {
+        self.msgs.push_back((last, bytes));
+        self.bytes += bytes;
+    }
+
+    /// Frees every message whose entries end at or below `index`.
+    fn free_to(&mut self, index: Index) {
+        while let Some(&(last, bytes)) = self.msgs.front() {
+            if last > index {
+                break;
+            }
+            self.msgs.pop_front();
+            self.bytes -= bytes;
+        }
+    }
+
+    fn free_first(&mut self) {
+        if let Some((_, bytes)) = self.msgs.pop_front() {
+            self.bytes -= bytes;
+        }
+    }
+}
+
+/// A snapshot on its way to a follower. Bytes `..acked` are confirmed received, `acked..sent`
+/// are in flight; the next chunk is read from `sent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapshotSend {
+    /// The snapshot's last entry.
+    pub(crate) snap: LogId,
+    /// Its size in bytes, once the first read told it.
+    pub(crate) total: Option<u64>,
+    pub(crate) acked: u64,
+    pub(crate) sent: u64,
+    /// A chunk read from storage is outstanding.
+    pub(crate) reading: bool,
+    /// Heartbeat answers seen since the follower last confirmed progress.
+    pub(crate) idle_rounds: u8,
+}
+
+/// Heartbeat answers without progress after which a transfer resends from the last
+/// acknowledged offset (its chunks in flight are taken as lost).
+const SNAPSHOT_IDLE_ROUNDS: u8 = 3;
+
+#[derive(Debug, Clone)]
+pub(crate) enum State {
+    /// `sent`: a probe is outstanding.
+    Probe {
+        sent: bool,
+    },
+    /// `fetching`: entries from this index are being read back from storage.
+    Replicate {
+        inflight: Inflight,
+        fetching: Option<Index>,
+    },
+    Snapshot(SnapshotSend),
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Progress {
-    pub(crate) id: NodeId,
+    id: NodeId,
     /// Highest index known to be durably replicated on the follower.
-    pub(crate) matched: Index,
+    matched: Index,
     /// Next index to send.
-    pub(crate) next: Index,
-    pub(crate) state: ReplicationState,
-    /// In probe state: a message was sent and no answer came yet.
-    pub(crate) probe_sent: bool,
+    next: Index,
     /// Heard from since the last CheckQuorum round.
-    pub(crate) recent_active: bool,
-    /// Messages in flight: (last index carried, bytes).
-    inflight: VecDeque<(Index, u64)>,
-    inflight_bytes: u64,
+    recent_active: bool,
+    state: State,
+    window: usize,
 }
 
 impl Progress {
@@ -37,39 +112,103 @@ impl Progress {
             id,
             matched: 0,
             next,
-            state: ReplicationState::Probe,
-            probe_sent: false,
             recent_active: false,
-            inflight: VecDeque::with_capacity(window),
-            inflight_bytes: 0,
+            state: State::Probe { sent: false },
+            window,
         }
     }
 
-    pub(crate) fn inflight_count(&self) -> usize {
-        self.inflight.len()
+    pub(crate) fn id(&self) -> NodeId {
+        self.id
     }
 
-    /// Whether nothing more may be sent now.
-    pub(crate) fn is_paused(&self, max_msgs: usize, max_bytes: u64) -> bool {
+    pub(crate) fn matched(&self) -> Index {
+        self.matched
+    }
+
+    pub(crate) fn next(&self) -> Index {
+        self.next
+    }
+
+    pub(crate) fn recent_active(&self) -> bool {
+        self.recent_active
+    }
+
+    pub(crate) fn mark_active(&mut self) {
+        self.recent_active = true;
+    }
+
+    /// Starts a new CheckQuorum round; returns whether the follower was heard in the last one.
+    pub(crate) fn take_active(&mut self) -> bool {
+        std::mem::take(&mut self.recent_active)
+    }
+
+    pub(crate) fn replication_state(&self) -> ReplicationState {
         match self.state {
-            ReplicationState::Probe => self.probe_sent,
-            ReplicationState::Replicate => {
-                self.inflight.len() >= max_msgs || self.inflight_bytes >= max_bytes
+            State::Probe { .. } => ReplicationState::Probe,
+            State::Replicate { .. } => ReplicationState::Replicate,
+            State::Snapshot(_) => ReplicationState::Snapshot,
+        }
+    }
+
+    pub(crate) fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Replicate { .. })
+    }
+
+    pub(crate) fn inflight_count(&self) -> usize {
+        match &self.state {
+            State::Replicate { inflight, .. } => inflight.msgs.len(),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<&SnapshotSend> {
+        match &self.state {
+            State::Snapshot(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether no append may be sent now.
+    pub(crate) fn is_paused(&self, max_msgs: usize, max_bytes: u64) -> bool {
+        match &self.state {
+            State::Probe { sent } => *sent,
+            State::Replicate { inflight, fetching } => {
+                fetching.is_some() || inflight.full(max_msgs, max_bytes)
             }
+            State::Snapshot(_) => true,
         }
     }
 
     /// Records a sent append whose last entry is `last` (with `bytes` of entries).
     pub(crate) fn sent(&mut self, last: Index, bytes: u64, carried_entries: bool) {
-        match self.state {
-            ReplicationState::Replicate => {
+        match &mut self.state {
+            State::Replicate { inflight, .. } => {
                 if carried_entries {
                     self.next = last + 1;
-                    self.inflight.push_back((last, bytes));
-                    self.inflight_bytes += bytes;
+                    inflight.push(last, bytes);
                 }
             }
-            ReplicationState::Probe => self.probe_sent = true,
+            State::Probe { sent } => *sent = true,
+            State::Snapshot(_) => {}
+        }
+    }
+
+    /// Entries from `lo` are being read back from storage for this (streaming) follower.
+    pub(crate) fn start_fetch(&mut self, lo: Index) {
+        if let State::Replicate { fetching, .. } = &mut self.state {
+            *fetching = Some(lo);
+        }
+    }
+
+    /// A read of entries from `lo` came back; returns whether it was the one awaited.
+    pub(crate) fn fetch_done(&mut self, lo: Index) -> bool {
+        match &mut self.state {
+            State::Replicate { fetching, .. } if *fetching == Some(lo) => {
+                *fetching = None;
+                lo == self.next
+            }
+            _ => false,
         }
     }
 
@@ -78,20 +217,23 @@ impl Progress {
         let advanced = index > self.matched;
         if advanced {
             self.matched = index;
-            self.probe_sent = false;
         }
         if self.next <= index {
             self.next = index + 1;
         }
-        while let Some(&(last, bytes)) = self.inflight.front() {
-            if last > index {
-                break;
+        match &mut self.state {
+            State::Replicate { inflight, .. } => inflight.free_to(index),
+            State::Probe { sent } => {
+                if advanced {
+                    *sent = false;
+                    self.become_replicate();
+                }
             }
-            self.inflight.pop_front();
-            self.inflight_bytes -= bytes;
-        }
-        if advanced && self.state == ReplicationState::Probe {
-            self.become_replicate();
+            State::Snapshot(s) => {
+                if index >= s.snap.index {
+                    self.become_probe();
+                }
+            }
         }
         advanced
     }
@@ -104,8 +246,10 @@ impl Progress {
         if rejected <= self.matched {
             return false;
         }
-        if self.state == ReplicationState::Probe && self.next.saturating_sub(1) != rejected {
-            return false;
+        match self.state {
+            State::Probe { .. } if self.next.saturating_sub(1) != rejected => return false,
+            State::Snapshot(_) => return false,
+            _ => {}
         }
         self.next = (rejected.min(probe_from + 1)).max(self.matched + 1);
         self.become_probe();
@@ -113,29 +257,112 @@ impl Progress {
     }
 
     pub(crate) fn become_probe(&mut self) {
-        self.state = ReplicationState::Probe;
-        self.probe_sent = false;
+        self.state = State::Probe { sent: false };
         self.next = self.next.max(self.matched + 1);
-        self.inflight.clear();
-        self.inflight_bytes = 0;
     }
 
     fn become_replicate(&mut self) {
-        self.state = ReplicationState::Replicate;
+        self.state = State::Replicate {
+            inflight: Inflight::with_capacity(self.window),
+            fetching: None,
+        };
         self.next = self.matched + 1;
-        self.inflight.clear();
-        self.inflight_bytes = 0;
     }
 
-    /// Heard from the follower on a heartbeat: let a stuck window or probe move again.
+    /// The follower needs entries at or below the leader's floor: send it snapshot `snap`.
+    pub(crate) fn become_snapshot(&mut self, snap: LogId) {
+        self.state = State::Snapshot(SnapshotSend {
+            snap,
+            total: None,
+            acked: 0,
+            sent: 0,
+            reading: false,
+            idle_rounds: 0,
+        });
+    }
+
+    /// The next chunk to read for a snapshot transfer, if the window has room: its offset.
+    pub(crate) fn snapshot_next_read(&mut self, max_inflight: u64) -> Option<(LogId, u64)> {
+        let State::Snapshot(s) = &mut self.state else {
+            return None;
+        };
+        let done = s.total.is_some_and(|t| s.sent >= t && s.sent > 0);
+        if s.reading || done || s.sent - s.acked >= max_inflight {
+            return None;
+        }
+        s.reading = true;
+        Some((s.snap, s.sent))
+    }
+
+    /// A chunk read for snapshot `snap` at `offset` came back with `len` bytes of a snapshot
+    /// of `total` bytes. Returns whether it belongs to the transfer as it stands (and should be
+    /// sent); a read made stale by a rewind or by another snapshot is dropped.
+    pub(crate) fn snapshot_chunk_read(
+        &mut self,
+        snap: LogId,
+        offset: u64,
+        len: u64,
+        total: u64,
+    ) -> bool {
+        let State::Snapshot(s) = &mut self.state else {
+            return false;
+        };
+        if !s.reading {
+            return false;
+        }
+        s.reading = false;
+        if s.snap != snap || offset != s.sent {
+            return false;
+        }
+        s.total = Some(total);
+        s.sent = offset + len;
+        true
+    }
+
+    /// The follower confirmed snapshot `snap` received up to `next_offset`.
+    pub(crate) fn snapshot_received(&mut self, snap: LogId, next_offset: u64) {
+        if let State::Snapshot(s) = &mut self.state {
+            if s.snap == snap && next_offset > s.acked && next_offset <= s.sent {
+                s.acked = next_offset;
+                s.idle_rounds = 0;
+            }
+        }
+    }
+
+    /// The follower asks for snapshot `snap` from `from` on (a chunk was lost, it restarted, or
+    /// it already holds more than the leader thought): continue from there.
+    pub(crate) fn snapshot_resend(&mut self, snap: LogId, from: u64) {
+        if let State::Snapshot(s) = &mut self.state {
+            if s.snap == snap {
+                let from = s.total.map_or(0, |t| from.min(t));
+                s.sent = from;
+                s.acked = from;
+                s.idle_rounds = 0;
+            }
+        }
+    }
+
+    /// Heard from the follower on a heartbeat: let a stuck window, probe or transfer move again.
     pub(crate) fn heartbeat_answered(&mut self, max_msgs: usize, max_bytes: u64) {
         self.recent_active = true;
-        self.probe_sent = false;
-        // A full window may be full of lost messages: free one slot so that one more append
-        // goes out; if the follower lacks what preceded it, its rejection restarts probing.
-        if self.state == ReplicationState::Replicate && self.is_paused(max_msgs, max_bytes) {
-            if let Some((_, bytes)) = self.inflight.pop_front() {
-                self.inflight_bytes -= bytes;
+        match &mut self.state {
+            State::Probe { sent } => *sent = false,
+            State::Replicate { inflight, .. } => {
+                // A full window may be full of lost messages: free one slot so that one more
+                // append goes out; if the follower lacks what preceded it, its rejection
+                // restarts probing.
+                if inflight.full(max_msgs, max_bytes) {
+                    inflight.free_first();
+                }
+            }
+            State::Snapshot(s) => {
+                if s.sent > s.acked && !s.reading {
+                    s.idle_rounds += 1;
+                    if s.idle_rounds >= SNAPSHOT_IDLE_ROUNDS {
+                        s.idle_rounds = 0;
+                        s.sent = s.acked;
+                    }
+                }
             }
         }
     }
@@ -145,19 +372,23 @@ impl Progress {
 mod tests {
     use super::*;
 
+    fn snap(index: Index) -> LogId {
+        LogId { term: 1, index }
+    }
+
     #[test]
     fn probe_then_replicate_then_window() {
         let mut p = Progress::new(2, 11, 4);
-        assert_eq!(p.state, ReplicationState::Probe);
+        assert_eq!(p.replication_state(), ReplicationState::Probe);
         assert!(!p.is_paused(2, 100));
         p.sent(10, 0, false);
         assert!(p.is_paused(2, 100));
         assert!(p.ack(10));
-        assert_eq!(p.state, ReplicationState::Replicate);
-        assert_eq!(p.next, 11);
+        assert_eq!(p.replication_state(), ReplicationState::Replicate);
+        assert_eq!(p.next(), 11);
         p.sent(12, 40, true);
         p.sent(14, 40, true);
-        assert_eq!(p.next, 15);
+        assert_eq!(p.next(), 15);
         assert!(p.is_paused(2, 1000));
         assert!(p.ack(12));
         assert!(!p.is_paused(2, 1000));
@@ -185,10 +416,77 @@ mod tests {
         p.sent(8, 10, true);
         assert!(!p.reject(4, 0), "stale: at or below match");
         assert!(p.reject(7, 6));
-        assert_eq!(p.state, ReplicationState::Probe);
-        assert_eq!(p.next, 7);
+        assert_eq!(p.replication_state(), ReplicationState::Probe);
+        assert_eq!(p.next(), 7);
         assert!(!p.reject(3, 2), "probe: not the outstanding one");
         assert!(p.reject(6, 2));
-        assert_eq!(p.next, 6, "never below match + 1");
+        assert_eq!(p.next(), 6, "never below match + 1");
+    }
+
+    #[test]
+    fn a_fetch_pauses_streaming_until_it_returns() {
+        let mut p = Progress::new(2, 1, 4);
+        p.ack(3);
+        assert!(p.is_streaming());
+        p.start_fetch(4);
+        assert!(p.is_paused(4, 1000));
+        assert!(!p.fetch_done(5), "not the awaited read");
+        assert!(p.fetch_done(4));
+        assert!(!p.is_paused(4, 1000));
+    }
+
+    #[test]
+    fn snapshot_transfer_windows_resumes_and_finishes() {
+        let mut p = Progress::new(2, 1, 4);
+        p.become_snapshot(snap(50));
+        assert!(p.is_paused(4, 1000), "no appends during a transfer");
+        assert_eq!(p.snapshot_next_read(20), Some((snap(50), 0)));
+        assert_eq!(p.snapshot_next_read(20), None, "one read at a time");
+        assert!(p.snapshot_chunk_read(snap(50), 0, 10, 30));
+        assert_eq!(p.snapshot_next_read(20), Some((snap(50), 10)));
+        assert!(p.snapshot_chunk_read(snap(50), 10, 10, 30));
+        assert_eq!(p.snapshot_next_read(20), None, "window of 20 bytes full");
+        p.snapshot_received(snap(50), 10);
+        assert_eq!(p.snapshot_next_read(20), Some((snap(50), 20)));
+        assert!(
+            !p.snapshot_chunk_read(snap(60), 20, 10, 30),
+            "another snapshot"
+        );
+        // The follower lost chunk 10..20 (it asks for 10 again): resend from there.
+        p.snapshot_resend(snap(50), 10);
+        assert_eq!(p.snapshot_next_read(20), Some((snap(50), 10)));
+        assert!(p.snapshot_chunk_read(snap(50), 10, 20, 30));
+        assert_eq!(p.snapshot_next_read(100), None, "everything sent");
+        p.snapshot_received(snap(50), 31);
+        assert_eq!(
+            p.snapshot().map(|s| s.acked),
+            Some(10),
+            "claims more than was sent"
+        );
+        // A stale read (made before a rewind) is dropped.
+        p.snapshot_resend(snap(50), 20);
+        assert_eq!(p.snapshot_next_read(100), Some((snap(50), 20)));
+        p.snapshot_resend(snap(50), 0);
+        assert!(!p.snapshot_chunk_read(snap(50), 20, 10, 30));
+        assert_eq!(p.snapshot_next_read(100), Some((snap(50), 0)));
+        // Installed: the follower acknowledges the snapshot's index.
+        p.ack(50);
+        assert_eq!(p.replication_state(), ReplicationState::Probe);
+        assert_eq!(p.next(), 51);
+    }
+
+    #[test]
+    fn a_silent_transfer_resends_from_the_last_acknowledged_offset() {
+        let mut p = Progress::new(2, 1, 4);
+        p.become_snapshot(snap(9));
+        p.snapshot_next_read(100);
+        p.snapshot_chunk_read(snap(9), 0, 10, 40);
+        p.snapshot_received(snap(9), 10);
+        p.snapshot_next_read(100);
+        p.snapshot_chunk_read(snap(9), 10, 10, 40);
+        for _ in 0..SNAPSHOT_IDLE_ROUNDS {
+            p.heartbeat_answered(4, 100);
+        }
+        assert_eq!(p.snapshot_next_read(100), Some((snap(9), 10)));
     }
 }

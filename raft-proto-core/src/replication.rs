@@ -1,11 +1,11 @@
 //! Log replication (section 5.3), commit (5.4, Figure 8), proposals and apply.
 
 use crate::io::{Event, Output, Proposal, ProposeError};
+use crate::log::Unavailable;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
 };
 use crate::node::RaftNode;
-use crate::progress::ReplicationState;
 use crate::types::{Entry, EntryKind, Index, LogId, NodeId, Role, ENTRY_OVERHEAD};
 
 impl RaftNode {
@@ -69,43 +69,67 @@ impl RaftNode {
     }
 
     /// Sends appends to the follower at position `i` of `progress`, as the window allows.
-    fn send_append(&mut self, i: usize, mut send_if_empty: bool, out: &mut Vec<Output>) {
+    /// Entries no longer in memory are read back through the driver (`Output::FetchEntries`);
+    /// a follower that needs compacted entries gets the latest snapshot instead.
+    pub(crate) fn send_append(&mut self, i: usize, mut send_if_empty: bool, out: &mut Vec<Output>) {
         let max_msgs = self.cfg.max_inflight_messages;
         let max_bytes = self.cfg.max_inflight_bytes;
         loop {
-            let pr = &mut self.progress[i];
+            let pr = &self.progress[i];
+            if pr.snapshot().is_some() {
+                self.continue_snapshot(i, out);
+                return;
+            }
             if pr.is_paused(max_msgs, max_bytes) {
                 return;
             }
-            let prev_index = pr.next - 1;
+            let next = pr.next();
+            let prev_index = next - 1;
             let Some(prev_term) = self.log.term(prev_index) else {
-                // The entries were compacted away: only a snapshot could help this follower.
+                // The entries were compacted away: only a snapshot can help this follower.
+                self.start_snapshot(i, out);
                 return;
             };
+            let streaming = pr.is_streaming();
             let entries =
-                self.log
-                    .slice(pr.next, self.log.last_index(), self.cfg.max_message_bytes);
+                match self
+                    .log
+                    .slice(next, self.log.last_index(), self.cfg.max_message_bytes)
+                {
+                    Ok(entries) => entries,
+                    Err(Unavailable::Compacted) => {
+                        self.start_snapshot(i, out);
+                        return;
+                    }
+                    Err(Unavailable::Evicted) if streaming => {
+                        // Read them back; the append goes out when they arrive.
+                        let to = pr.id();
+                        let hi = self.log.mem_start().min(self.log.last_index() + 1);
+                        self.progress[i].start_fetch(next);
+                        out.push(Output::FetchEntries {
+                            to,
+                            lo: next,
+                            hi,
+                            max_bytes: self.cfg.max_message_bytes,
+                        });
+                        return;
+                    }
+                    // A probe needs no entries: find the match first, fetch once streaming.
+                    Err(Unavailable::Evicted) => Vec::new(),
+                };
             if entries.is_empty() && !send_if_empty {
                 return;
             }
-            let bytes: u64 = entries.iter().map(Entry::size).sum();
             let carried = !entries.is_empty();
-            pr.sent(prev_index + entries.len() as u64, bytes, carried);
-            let streaming = pr.state == ReplicationState::Replicate;
-            let to = pr.id;
-            let msg = AppendEntries {
-                term: self.term,
-                prev: LogId {
+            self.send_entries(
+                i,
+                LogId {
                     term: prev_term,
                     index: prev_index,
                 },
                 entries,
-                commit: self.log.committed,
-            };
-            out.push(Output::Send {
-                to,
-                msg: Message::AppendEntries(msg),
-            });
+                out,
+            );
             if !(streaming && carried) {
                 return;
             }
@@ -113,22 +137,100 @@ impl RaftNode {
         }
     }
 
+    /// Sends one append with `entries` after `prev` to the follower at `i` and records it.
+    fn send_entries(&mut self, i: usize, prev: LogId, entries: Vec<Entry>, out: &mut Vec<Output>) {
+        let bytes: u64 = entries.iter().map(Entry::size).sum();
+        let carried = !entries.is_empty();
+        let pr = &mut self.progress[i];
+        pr.sent(prev.index + entries.len() as u64, bytes, carried);
+        let msg = AppendEntries {
+            term: self.term,
+            prev,
+            entries,
+            commit: self.log.committed(),
+        };
+        out.push(Output::Send {
+            to: pr.id(),
+            msg: Message::AppendEntries(msg),
+        });
+    }
+
+    /// Entries read back from storage for follower `to`, from `lo` on.
+    pub(crate) fn on_entries_fetched(
+        &mut self,
+        to: NodeId,
+        lo: Index,
+        mut entries: Vec<Entry>,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(i) = self.progress_index(to) else {
+            return;
+        };
+        if !self.progress[i].fetch_done(lo) {
+            // Not the read this follower waits for (it moved on meanwhile): drop it.
+            return;
+        }
+        let prev = lo - 1;
+        let usable =
+            entries.first().is_some_and(|e| e.index == lo) && self.log.agrees_with(&entries);
+        let prev_term = match self.log.term(prev) {
+            Some(t) if usable => t,
+            // Compacted since the read was asked for: only a snapshot helps now.
+            _ if self.log.term(prev).is_none() => {
+                self.start_snapshot(i, out);
+                return;
+            }
+            _ => {
+                // Storage answered with other entries than the log holds there. Probe again
+                // (at the next heartbeat answer) rather than retrying the read in a loop.
+                out.push(Output::Event(Event::InvalidInput {
+                    reason: "EntriesFetched does not match the log at the range asked for",
+                }));
+                self.progress[i].become_probe();
+                return;
+            }
+        };
+        // Keep to the message size cap (at least one entry).
+        let mut size = 0u64;
+        let mut n = 0usize;
+        for e in &entries {
+            size += e.size();
+            if n > 0 && size > self.cfg.max_message_bytes {
+                break;
+            }
+            n += 1;
+        }
+        entries.truncate(n);
+        self.send_entries(
+            i,
+            LogId {
+                term: prev_term,
+                index: prev,
+            },
+            entries,
+            out,
+        );
+        self.send_append(i, false, out);
+    }
+
     pub(crate) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
-        for i in 0..self.progress.len() {
-            let pr = &self.progress[i];
+        for pr in &self.progress {
             let hb = Heartbeat {
                 term: self.term,
-                commit: pr.matched.min(self.log.committed),
+                commit: pr.matched().min(self.log.committed()),
             };
             out.push(Output::Send {
-                to: pr.id,
+                to: pr.id(),
                 msg: Message::Heartbeat(hb),
             });
         }
     }
 
     /// A candidate that hears from the leader of its term gives up.
-    fn follow_current_leader(&mut self, from: NodeId, out: &mut Vec<Output>) -> bool {
+    pub(crate) fn follow_current_leader(&mut self, from: NodeId, out: &mut Vec<Output>) -> bool {
         match self.role {
             Role::Leader => {
                 out.push(Output::Event(Event::InvalidInput {
@@ -159,8 +261,9 @@ impl RaftNode {
         }
         let term = self.term;
         let reply = |result| Message::AppendEntriesResponse(AppendEntriesResponse { term, result });
-        if m.prev.index < self.log.committed {
-            let match_index = self.log.committed;
+        let committed = self.log.committed();
+        if m.prev.index < committed {
+            let match_index = committed;
             self.send_when_durable(from, reply(AppendResult::Success { match_index }), out);
             return;
         }
@@ -182,13 +285,12 @@ impl RaftNode {
             let first = m.entries[k].index;
             let mut truncate = None;
             if first <= self.log.last_index() {
-                if first <= self.log.committed {
+                if !self.log.truncate_from(first) {
                     out.push(Output::Event(Event::InvalidInput {
                         reason: "append would rewrite committed entries",
                     }));
                     return;
                 }
-                self.log.truncate_from(first);
                 truncate = Some(first);
             }
             self.dur.write_entries(truncate, &m.entries[k..]);
@@ -196,7 +298,7 @@ impl RaftNode {
                 self.log.push(e);
             }
         }
-        self.commit_to(m.commit.min(last_new));
+        self.log.commit_to(m.commit.min(last_new));
         self.send_when_durable(
             from,
             reply(AppendResult::Success {
@@ -210,7 +312,7 @@ impl RaftNode {
         if !self.follow_current_leader(from, out) {
             return;
         }
-        self.commit_to(h.commit);
+        self.log.commit_to(h.commit);
         let term = self.term;
         self.send(
             from,
@@ -219,15 +321,8 @@ impl RaftNode {
         );
     }
 
-    fn commit_to(&mut self, index: Index) {
-        let index = index.min(self.log.last_index());
-        if index > self.log.committed {
-            self.log.committed = index;
-        }
-    }
-
-    fn progress_index(&self, id: NodeId) -> Option<usize> {
-        self.progress.iter().position(|p| p.id == id)
+    pub(crate) fn progress_index(&self, id: NodeId) -> Option<usize> {
+        self.progress.iter().position(|p| p.id() == id)
     }
 
     pub(crate) fn handle_append_response(
@@ -242,7 +337,7 @@ impl RaftNode {
         let Some(i) = self.progress_index(from) else {
             return;
         };
-        self.progress[i].recent_active = true;
+        self.progress[i].mark_active();
         match r.result {
             AppendResult::Success { match_index } => {
                 if match_index > self.log.last_index() {
@@ -251,8 +346,23 @@ impl RaftNode {
                     }));
                     return;
                 }
+                let was_snapshot = self.progress[i].snapshot().map(|s| s.snap);
+                if was_snapshot.is_some() && match_index >= self.log.floor().index {
+                    // The follower holds enough for appends to continue (it installed the
+                    // snapshot, or its log was further along than the leader knew).
+                    self.progress[i].become_probe();
+                }
                 if self.progress[i].ack(match_index) {
                     self.maybe_commit(out);
+                }
+                if let Some(snap) = was_snapshot {
+                    if self.progress[i].snapshot().is_none() {
+                        out.push(Output::Event(Event::SnapshotSent {
+                            to: from,
+                            index: snap.index,
+                            installed: match_index >= snap.index,
+                        }));
+                    }
                 }
                 self.send_append(i, false, out);
             }
@@ -274,7 +384,9 @@ impl RaftNode {
         };
         let (max_msgs, max_bytes) = (self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes);
         self.progress[i].heartbeat_answered(max_msgs, max_bytes);
-        if self.progress[i].matched < self.log.last_index() {
+        if self.progress[i].matched() < self.log.last_index()
+            || self.progress[i].snapshot().is_some()
+        {
             self.send_append(i, true, out);
         }
     }
@@ -283,19 +395,20 @@ impl RaftNode {
     /// current term (Figure 8), and tells the followers.
     pub(crate) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
         let me = self.cfg.id;
-        let stable = self.log.stable;
+        let stable = self.log.stable();
         let progress = &self.progress;
         let index = self.voters.committed_index(|id| {
             if id == me {
                 Some(stable)
             } else {
-                progress.iter().find(|p| p.id == id).map(|p| p.matched)
+                progress.iter().find(|p| p.id() == id).map(|p| p.matched())
             }
         });
-        if index > self.log.committed && self.log.term(index) == Some(self.term) {
-            let newly = self.log.bytes_between(self.log.committed + 1, index);
+        let committed = self.log.committed();
+        if index > committed && self.log.term(index) == Some(self.term) {
+            let newly = self.log.bytes_between(committed + 1, index);
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
-            self.log.committed = index;
+            self.log.commit_to(index);
             self.notify_commit(out);
         }
     }
@@ -307,45 +420,43 @@ impl RaftNode {
     fn notify_commit(&mut self, out: &mut Vec<Output>) {
         for i in 0..self.progress.len() {
             let pr = &self.progress[i];
-            let streaming = pr.state == ReplicationState::Replicate;
-            if !streaming || pr.next <= self.log.last_index() {
+            if !pr.is_streaming() || pr.next() <= self.log.last_index() {
                 self.send_append(i, true, out);
                 continue;
             }
-            let Some(prev_term) = self.log.term(pr.matched) else {
+            let matched = pr.matched();
+            let Some(prev_term) = self.log.term(matched) else {
                 continue;
             };
             let msg = AppendEntries {
                 term: self.term,
                 prev: LogId {
                     term: prev_term,
-                    index: pr.matched,
+                    index: matched,
                 },
                 entries: Vec::new(),
-                commit: self.log.committed,
+                commit: self.log.committed(),
             };
             out.push(Output::Send {
-                to: pr.id,
+                to: pr.id(),
                 msg: Message::AppendEntries(msg),
             });
         }
     }
 
-    /// Hands committed, locally durable entries to the state machine.
+    /// Hands committed, locally durable entries to the state machine, as far as the apply
+    /// backlog allows.
     pub(crate) fn maybe_apply(&mut self, out: &mut Vec<Output>) {
-        let hi = self.log.committed.min(self.log.stable);
-        while hi > self.log.applying {
-            let entries = self
-                .log
-                .slice(self.log.applying + 1, hi, self.cfg.max_apply_bytes);
-            let Some(last) = entries.last() else {
-                return;
-            };
-            self.log.applying = last.index;
-            out.push(Output::Apply { entries });
+        if !self.apply_blocked() {
+            let (max, backlog) = (self.cfg.max_apply_bytes, self.cfg.max_apply_backlog_bytes);
+            while let Some(entries) = self.log.next_to_apply(max, backlog) {
+                self.on_handed_out(&entries);
+                out.push(Output::Apply { entries });
+            }
         }
+        let applying = self.log.applying();
         while let Some(&(id, _)) = self.proposals.front() {
-            if id.index > self.log.applying {
+            if id.index > applying {
                 break;
             }
             self.proposals.pop_front();

@@ -28,6 +28,12 @@ pub struct Status {
     pub last_index: Index,
     /// Highest index durable locally.
     pub persisted: Index,
+    /// First index the log still holds (entries before it are compacted into a snapshot).
+    pub first_index: Index,
+    /// Log entries held in memory (unapplied ones and the cache of applied ones).
+    pub log_entries_in_memory: u64,
+    /// Bytes of those entries (payloads and a fixed overhead each).
+    pub log_bytes_in_memory: u64,
     /// Per-follower replication state (on a leader only).
     pub peers: SmallVec<[PeerStatus; 6]>,
 }

@@ -64,6 +64,19 @@ fn same(a: &Entry, b: &Entry) -> bool {
     a.term == b.term && a.index == b.index && a.kind == b.kind && a.data == b.data
 }
 
+/// Whether `raft`'s log holds `truth` as far as it can tell: the very entry when it is in
+/// memory, the same term at that index when only its term is known (the entry left memory),
+/// or an index the node compacted into a snapshot (checked through the snapshot's state).
+fn holds(raft: &RaftNode, truth: &Entry) -> bool {
+    if truth.index <= raft.log_floor().index {
+        return true;
+    }
+    match raft.entry(truth.index) {
+        Some(e) => same(e, truth),
+        None => raft.log_term(truth.index) == Some(truth.term),
+    }
+}
+
 impl Invariants {
     /// A checker for `n` nodes (indexes `0..n`, node ids `1..=n`).
     pub fn new(n: usize) -> Self {
@@ -151,8 +164,7 @@ impl Invariants {
     fn check_leader_completeness(&mut self, time: u64, raft: &RaftNode) {
         for i in 0..self.committed.len() {
             let truth = &self.committed[i];
-            let ok = raft.entry(truth.index).is_some_and(|e| same(e, truth));
-            if !ok {
+            if !holds(raft, truth) {
                 let detail = format!(
                     "node {} leads term {} without committed entry {} (term {})",
                     raft.id(),
@@ -168,17 +180,38 @@ impl Invariants {
 
     fn check_committed(&mut self, time: u64, n: usize, raft: &RaftNode) {
         let commit = raft.commit_index();
-        let from = self.nodes[n].checked + 1;
+        let floor = raft.log_floor().index;
+        let from = (self.nodes[n].checked + 1).max(floor + 1);
+        if floor > 0 && (floor as usize) <= self.committed.len() {
+            let truth = &self.committed[floor as usize - 1];
+            if truth.term != raft.log_floor().term {
+                let detail = format!(
+                    "node {}'s log starts after {}:{}, but the committed entry there has term {}",
+                    raft.id(),
+                    raft.log_floor().term,
+                    floor,
+                    truth.term
+                );
+                self.fail(time, "committed entries never change", detail);
+                return;
+            }
+        }
         for i in from..=commit {
+            let k = (i - 1) as usize;
             let Some(e) = raft.entry(i) else {
+                // Left memory: the term is all the node still tells (its content was compared
+                // when it was committed, before it could leave).
+                let known = raft.log_term(i);
+                if k < self.committed.len() && known == Some(self.committed[k].term) {
+                    continue;
+                }
                 self.fail(
                     time,
                     "committed entry present",
-                    format!("node {} lacks committed entry {i}", raft.id()),
+                    format!("node {} lacks committed entry {i} (term there: {known:?})", raft.id()),
                 );
                 return;
             };
-            let k = (i - 1) as usize;
             if k < self.committed.len() {
                 if !same(&self.committed[k], e) {
                     let detail = format!(
@@ -306,7 +339,7 @@ impl Invariants {
             if dominated < quorum {
                 continue;
             }
-            if !a.entry(last.index).is_some_and(|e| same(e, last)) {
+            if !holds(a, last) {
                 let detail = format!(
                     "node {} could win an election (its log is as up to date as {dominated} logs) but lacks committed entry {} (term {})",
                     a.id(),
@@ -328,6 +361,7 @@ impl Invariants {
         };
         let last = a.last_log_id();
         let Some(mine) = a.entry(last.index) else {
+            // Out of memory (applied and durable): the periodic pairwise check covers it.
             return;
         };
         for (m, b) in nodes.iter().enumerate() {
@@ -356,15 +390,20 @@ impl Invariants {
         for (a_i, a) in nodes.iter().enumerate() {
             for b in &nodes[a_i + 1..] {
                 let top = a.last_log_id().index.min(b.last_log_id().index);
+                // Below either floor, the prefix is a snapshot's: nothing to compare there.
+                let bottom = a.log_floor().index.max(b.log_floor().index);
                 let mut i = top;
-                while i > 0 && a.entry(i).map(|e| e.term) != b.entry(i).map(|e| e.term) {
+                while i > bottom && a.log_term(i) != b.log_term(i) {
                     i -= 1;
                 }
-                for j in (1..=i).rev() {
-                    let same_entry = match (a.entry(j), b.entry(j)) {
-                        (Some(x), Some(y)) => same(x, y),
-                        _ => false,
-                    };
+                for j in (bottom.max(1)..=i).rev() {
+                    // Both know the term; where both still hold the entry, it must be the same.
+                    let same_entry = a.log_term(j).is_some()
+                        && a.log_term(j) == b.log_term(j)
+                        && match (a.entry(j), b.entry(j)) {
+                            (Some(x), Some(y)) => same(x, y),
+                            _ => true,
+                        };
                     if !same_entry {
                         let detail = format!(
                             "nodes {} and {} agree on the term at {i} but differ at {j}",

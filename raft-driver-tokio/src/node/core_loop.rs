@@ -18,7 +18,7 @@ use raft_proto_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply_task::{ApplyMsg, Reply};
-use super::storage_task::StorageStats;
+use super::storage_task::{StorageOp, StorageStats};
 use crate::metrics::NodeMetrics;
 use crate::protocol::{ClientResponse, NodeStatus, PeerReport};
 use crate::transport::PeerLinks;
@@ -33,6 +33,12 @@ pub(crate) enum CoreEvent {
     Persisted { seq: u64 },
     /// Entries up to `index` were applied.
     Applied { index: u64 },
+    /// Entries read back from storage for a lagging follower.
+    Fetched {
+        to: NodeId,
+        lo: u64,
+        entries: Vec<raft_proto_core::Entry>,
+    },
     /// A status request.
     Status { reply: oneshot::Sender<NodeStatus> },
     /// The storage backend failed: the node cannot continue.
@@ -48,7 +54,7 @@ pub(crate) struct CoreLoop {
     pub node: RaftNode,
     pub cluster_id: u64,
     pub rx: mpsc::UnboundedReceiver<CoreEvent>,
-    pub storage: mpsc::UnboundedSender<PersistWrite>,
+    pub storage: mpsc::UnboundedSender<StorageOp>,
     pub apply: mpsc::UnboundedSender<ApplyMsg>,
     pub peers: PeerLinks,
     pub addrs: BTreeMap<NodeId, String>,
@@ -160,6 +166,7 @@ impl CoreLoop {
             CoreEvent::Peer { from, msg } => Input::Receive { from, msg },
             CoreEvent::Persisted { seq } => Input::Persisted { seq },
             CoreEvent::Applied { index } => Input::Applied { index },
+            CoreEvent::Fetched { to, lo, entries } => Input::EntriesFetched { to, lo, entries },
         };
         // Proposals queued before this input go in first, so the core sees events in order.
         self.flush_proposals(st);
@@ -187,12 +194,21 @@ impl CoreLoop {
         for out in outputs.drain(..) {
             match out {
                 Output::Send { to, msg } => self.peers.send(to, msg, &self.metrics),
-                Output::Persist(w) => {
-                    // The storage thread stops only after this loop, unless it failed.
-                    if self.storage.send(w).is_err() && st.exit.is_none() {
-                        st.exit = Some(Exit::StorageFailed("the storage thread stopped".into()));
-                    }
-                }
+                Output::Persist(w) => self.to_storage(StorageOp::Write(w), st),
+                Output::FetchEntries {
+                    to,
+                    lo,
+                    hi,
+                    max_bytes,
+                } => self.to_storage(
+                    StorageOp::Fetch {
+                        to,
+                        lo,
+                        hi,
+                        max_bytes,
+                    },
+                    st,
+                ),
                 Output::Apply { entries } => {
                     if self.apply.send(ApplyMsg::Entries(entries)).is_err() {
                         st.exit.get_or_insert(Exit::ApplyFailed);
@@ -242,6 +258,13 @@ impl CoreLoop {
             .set(self.node.last_log_id().index as f64);
     }
 
+    fn to_storage(&mut self, op: StorageOp, st: &mut State) {
+        // The storage thread stops only after this loop, unless it failed.
+        if self.storage.send(op).is_err() && st.exit.is_none() {
+            st.exit = Some(Exit::StorageFailed("the storage thread stopped".into()));
+        }
+    }
+
     fn event(&mut self, ev: Event, st: &mut State) {
         let node = self.node.id();
         match ev {
@@ -267,6 +290,13 @@ impl CoreLoop {
             }
             Event::UnknownSender { from } => {
                 tracing::warn!(node, from, "message from a node outside the configuration");
+            }
+            Event::SnapshotSent {
+                to,
+                index,
+                installed,
+            } => {
+                tracing::info!(node, peer = to, index, installed, "snapshot transfer ended");
             }
             Event::InvalidInput { reason } => {
                 tracing::warn!(node, reason, "input ignored");

@@ -37,6 +37,38 @@ pub trait Storage: Send + 'static {
     /// The stored entries with indexes in `lo..hi` (fewer if the log ends earlier).
     fn entries(&self, lo: Index, hi: Index) -> Result<Vec<Entry>, Self::Error>;
 
+    /// Like [`Storage::entries`], stopping once the payloads read exceed `max_bytes` (the
+    /// first entry is always returned). What a leader reads back for a lagging follower
+    /// (`Output::FetchEntries`). The default reads in growing batches through
+    /// [`Storage::entries`]; a backend that can stop a scan early should override it.
+    fn entries_within(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, Self::Error> {
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        let mut at = lo;
+        let mut step = 16u64;
+        while at < hi {
+            let batch = self.entries(at, at.saturating_add(step).min(hi))?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                size = size.saturating_add(e.data.len() as u64);
+                if !out.is_empty() && size > max_bytes {
+                    return Ok(out);
+                }
+                at = e.index + 1;
+                out.push(e);
+            }
+            step = (step * 2).min(4096);
+        }
+        Ok(out)
+    }
+
     /// Index of the first entry kept (one past the snapshot when the log is empty).
     fn first_index(&self) -> Result<Index, Self::Error>;
 

@@ -133,6 +133,16 @@ enum Ev {
         msg: Message,
     },
     Sync(usize, u32, u64),
+    /// Entries read back from node `.0`'s disk for follower `to`.
+    Fetched {
+        node: usize,
+        inc: u32,
+        to: u64,
+        lo: u64,
+        entries: Vec<Entry>,
+    },
+    /// Node `.0`'s state machine reports entries up to `.2` applied.
+    Applied(usize, u32, u64),
     ClientSend {
         client: usize,
         node: usize,
@@ -244,6 +254,11 @@ impl Sim {
         // Short election timeouts in some seeds: fewer distinct random timeouts make concurrent
         // candidates (and so split votes and racing vote requests) more common.
         let (election_ticks, heartbeat_ticks) = if rng.chance(0.3) { (5, 1) } else { (10, 2) };
+        // Small log caches in some seeds: applied entries leave memory quickly and leaders read
+        // them back from disk for lagging followers. Small apply backlogs stall applying until
+        // the state machine catches up.
+        let log_cache_bytes = [0, 512, 8 << 10, 8 << 20][rng.index(4)];
+        let max_apply_backlog_bytes = [256, 4 << 10, 16 << 20][rng.index(3)];
         let mut nodes = Vec::with_capacity(n);
         for &id in &ids {
             let mut c = Config::new(id, ids.clone());
@@ -255,6 +270,8 @@ impl Sim {
             c.heartbeat_interval_ticks = heartbeat_ticks;
             c.check_quorum = check_quorum;
             c.max_uncommitted_bytes = 256 << 10;
+            c.log_cache_bytes = log_cache_bytes;
+            c.max_apply_backlog_bytes = max_apply_backlog_bytes;
             let tick_period = if kinds.clock_drift {
                 rng.range(TICK_US * 90 / 100, TICK_US * 110 / 100)
             } else {
@@ -457,6 +474,22 @@ impl Sim {
                 self.step(to, Input::Receive { from: from_id, msg });
             }
             Ev::Sync(n, inc, upto) => self.sync(n, inc, upto),
+            Ev::Fetched {
+                node,
+                inc,
+                to,
+                lo,
+                entries,
+            } => {
+                if self.nodes[node].incarnation == inc {
+                    self.step(node, Input::EntriesFetched { to, lo, entries });
+                }
+            }
+            Ev::Applied(n, inc, index) => {
+                if self.nodes[n].incarnation == inc {
+                    self.step(n, Input::Applied { index });
+                }
+            }
             Ev::ClientSend {
                 client,
                 node,
@@ -517,6 +550,12 @@ impl Sim {
                 }
             }
             Output::Apply { entries } => self.apply(n, entries),
+            Output::FetchEntries {
+                to,
+                lo,
+                hi,
+                max_bytes,
+            } => self.fetch(n, to, lo, hi, max_bytes),
             Output::Proposed { request, result } => self.proposed(n, request, result),
             Output::ProposalUnknown { id, .. } => {
                 self.nodes[n].pending.remove(&id.index);
@@ -550,6 +589,17 @@ impl Sim {
                     .record(self.now, &[tag("checkquorum"), id as u64, term], || {
                         format!("n{id} steps down: no quorum heard in term {term}")
                     });
+            }
+            Event::SnapshotSent {
+                to,
+                index,
+                installed,
+            } => {
+                self.trace.record(
+                    self.now,
+                    &[tag("snapsent"), id as u64, to, index, u64::from(installed)],
+                    || format!("n{id}: snapshot {index} transfer to n{to} ended (installed: {installed})"),
+                );
             }
             Event::UnknownSender { .. } | Event::InvalidInput { .. } => {
                 let text = format!("{e:?}");
@@ -648,9 +698,43 @@ impl Sim {
         }
     }
 
+    /// A leader reads entries back from its disk; the answer comes after a read's latency.
+    fn fetch(&mut self, n: usize, to: u64, lo: u64, hi: u64, max_bytes: u64) {
+        use raft_proto_core::storage::Storage;
+        let node = &self.nodes[n];
+        match node.disk.entries_within(lo, hi, max_bytes) {
+            Ok(entries) => {
+                let got = entries.len() as u64;
+                self.trace
+                    .record(self.now, &[tag("fetch"), n as u64, to, lo, got], || {
+                        format!("n{} reads {got} entries from {lo} back for n{to}", n + 1)
+                    });
+                let inc = node.incarnation;
+                let d = self.rng.range(20, 800);
+                self.at(
+                    d,
+                    Ev::Fetched {
+                        node: n,
+                        inc,
+                        to,
+                        lo,
+                        entries,
+                    },
+                );
+            }
+            Err(e) => self.check_fail("disk reads", format!("n{}: {e}", n + 1)),
+        }
+    }
+
     fn apply(&mut self, n: usize, entries: Vec<Entry>) {
         let id = n as u64 + 1;
         self.check.on_apply(self.now, n, id, &entries);
+        if let Some(last) = entries.last() {
+            // The state machine reports its progress a little later, as a driver's would.
+            let inc = self.nodes[n].incarnation;
+            let d = self.rng.range(0, 600);
+            self.at(d, Ev::Applied(n, inc, last.index));
+        }
         for e in entries {
             let node = &mut self.nodes[n];
             let applied = match e.kind {
