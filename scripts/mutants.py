@@ -6,13 +6,14 @@ import os, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "raft-proto-core", "src")
 
+# name -> (file, old, new), or a list of them for a change that spans several places.
 MUTANTS = {
     "vote-without-log-check": ("election.rs",
         "if can_vote && self.log.is_up_to_date(rv.last_log) {",
         "if can_vote {"),
     "commit-old-term-by-counting": ("replication.rs",
-        "if index > self.log.committed && self.log.term(index) == Some(self.term) {",
-        "if index > self.log.committed {"),
+        "if index > committed && self.log.term(index) == Some(self.term) {",
+        "if index > committed {"),
     "ack-append-before-durable": ("replication.rs",
         """        self.send_when_durable(
             from,
@@ -38,24 +39,65 @@ MUTANTS = {
         "if self.votes.iter().any(|&(id, granted)| id == me && granted) {",
         "if me != 0 {"),
     "follower-commit-beyond-new-entries": ("replication.rs",
-        "self.commit_to(m.commit.min(last_new));",
-        "self.commit_to(m.commit);"),
+        "self.log.commit_to(m.commit.min(last_new));",
+        "self.log.commit_to(m.commit);"),
     "leader-counts-own-undurable-log": ("replication.rs",
-        "let stable = self.log.stable;",
+        "let stable = self.log.stable();",
         "let stable = self.log.last_index();"),
+    # Snapshots and compaction.
+    "compact-past-applied": [
+        ("snapshot.rs",
+         "let target = index.saturating_sub(self.cfg.compaction_keep_entries);",
+         "let target = self.log.committed();"),
+        ("snapshot.rs",
+         """            .min(self.log.applied())
+            .min(latest);""",
+         "            .min(self.log.committed());"),
+        ("log.rs",
+         "if through <= self.floor.index || through > self.applied {",
+         "if through <= self.floor.index || through > self.committed {"),
+    ],
+    "install-snapshot-older-than-commit": ("snapshot.rs",
+        "if snap.index <= committed {",
+        "if snap.index == 0 {"),
+    "install-ignores-snapshot-term": ("log.rs",
+        "let keep = self.matches(snap);",
+        "let keep = snap.index <= self.last.index;"),
+    "restore-before-install-durable": ("snapshot.rs",
+        "if let Some(Held::Restore(meta)) = self.dur.hold(Held::Restore(meta)) {",
+        "if let Held::Restore(meta) = Held::Restore(meta) {"),
+    "snapshot-beyond-applied": ("snapshot.rs",
+        "let index = self.log.applying();",
+        "let index = self.log.committed();"),
 }
+
+def patch(name):
+    """Applies mutant `name`; returns the original sources to restore, or None if a pattern is
+    missing (nothing is changed then)."""
+    changes = MUTANTS[name]
+    if isinstance(changes, tuple):
+        changes = [changes]
+    originals = {}
+    edited = {}
+    for fname, old, new in changes:
+        path = os.path.join(CORE, fname)
+        src = edited.get(path) or open(path).read()
+        originals.setdefault(path, src)
+        if old not in src:
+            print(f"{name}: pattern not found in {fname}", flush=True)
+            return None
+        edited[path] = src.replace(old, new, 1)
+    for path, src in edited.items():
+        open(path, "w").write(src)
+    return originals
 
 def run(seeds, names):
     results = []
     for name in names:
-        fname, old, new = MUTANTS[name]
-        path = os.path.join(CORE, fname)
-        src = open(path).read()
-        if old not in src:
-            print(f"{name}: pattern not found in {fname}", flush=True)
+        originals = patch(name)
+        if originals is None:
             results.append((name, "pattern missing"))
             continue
-        open(path, "w").write(src.replace(old, new, 1))
         try:
             t0 = time.time()
             p = subprocess.run(
@@ -68,7 +110,8 @@ def run(seeds, names):
             print(f"{name}: {'caught' if found else 'NOT caught'} in {dt:.0f}s {first}", flush=True)
             results.append((name, first if found else "not caught"))
         finally:
-            open(path, "w").write(src)
+            for path, src in originals.items():
+                open(path, "w").write(src)
     return results
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::frame::{send_only_frame, FrameReader};
 use crate::protocol::{
     decode_response, encode_request, ClientRequest, ClientResponse, NodeStatus, ProtocolError,
-    MAX_CLIENT_FRAME,
+    SnapshotDone, MAX_CLIENT_FRAME,
 };
 use crate::tls::{self, Identity, TlsError};
 
@@ -194,7 +194,9 @@ impl Client {
                 Ok(Ok(ClientResponse::Rejected { reason })) => {
                     return Err(ClientError::Rejected(reason))
                 }
-                Ok(Ok(ClientResponse::Status(_))) => return Err(ClientError::Unexpected(target)),
+                Ok(Ok(ClientResponse::Status(_) | ClientResponse::Snapshot(_))) => {
+                    return Err(ClientError::Unexpected(target))
+                }
                 Ok(Ok(ClientResponse::NotLeader {
                     leader,
                     leader_addr,
@@ -253,6 +255,25 @@ impl Client {
             Err(_) => Err(ClientError::Timeout {
                 after: self.inner.timeout,
                 last: format!("{addr} did not answer"),
+            }),
+        }
+    }
+
+    /// Asks the node at `addr` to take a snapshot now and waits until it is stored (one
+    /// attempt; a large state may take a while, so the wait is the client's whole timeout).
+    pub async fn snapshot(&self, addr: SocketAddr) -> Result<SnapshotDone, ClientError> {
+        let call = self.call(addr, &ClientRequest::Snapshot);
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(ClientResponse::Snapshot(done))) => Ok(done),
+            Ok(Ok(ClientResponse::Rejected { reason })) => Err(ClientError::Rejected(reason)),
+            Ok(Ok(_)) => Err(ClientError::Unexpected(addr)),
+            Ok(Err(e)) => {
+                self.forget(addr);
+                Err(e)
+            }
+            Err(_) => Err(ClientError::Timeout {
+                after: self.inner.timeout,
+                last: format!("{addr} did not report the snapshot stored"),
             }),
         }
     }

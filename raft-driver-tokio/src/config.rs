@@ -28,6 +28,12 @@
 //! heartbeat_ticks = 2
 //! pre_vote = true
 //! check_quorum = true
+//!
+//! [snapshot]                     # optional, these are the defaults
+//! after_entries = 100000         # snapshot after this many applied entries (0: not by count)
+//! after_bytes = 67108864         # ... or this many bytes of applied entries (0: not by size)
+//! keep_entries = 10000           # log entries kept below a snapshot for slow followers
+//! chunk_bytes = 1048576          # snapshot bytes per message to a follower
 //! ```
 //!
 //! Every field can also come from elsewhere (the `raftkv serve` flags and environment
@@ -66,6 +72,23 @@ pub struct RawConfig {
     /// Raft timing.
     #[serde(default)]
     pub raft: RawRaft,
+    /// Snapshot policy.
+    #[serde(default)]
+    pub snapshot: RawSnapshot,
+}
+
+/// The `[snapshot]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnapshot {
+    /// Take a snapshot once this many entries were applied since the last one (0: never).
+    pub after_entries: Option<u64>,
+    /// Take a snapshot once this many bytes of entries were applied since the last (0: never).
+    pub after_bytes: Option<u64>,
+    /// Log entries kept below a snapshot.
+    pub keep_entries: Option<u64>,
+    /// Snapshot bytes per message sent to a follower.
+    pub chunk_bytes: Option<u64>,
 }
 
 /// The `[tls]` table.
@@ -133,6 +156,33 @@ pub struct NodeConfig {
     pub pre_vote: bool,
     /// Check-quorum on or off.
     pub check_quorum: bool,
+    /// Snapshot policy.
+    pub snapshot: SnapshotSettings,
+}
+
+/// When snapshots are taken and how they travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// Snapshot after this many applied entries (`None`: not by count).
+    pub after_entries: Option<u64>,
+    /// Snapshot after this many bytes of applied entries (`None`: not by size).
+    pub after_bytes: Option<u64>,
+    /// Log entries kept below a snapshot for followers that lag a little.
+    pub keep_entries: u64,
+    /// Snapshot bytes per message to a follower.
+    pub chunk_bytes: u64,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        let core = raft_proto_core::Config::new(1, [1]);
+        SnapshotSettings {
+            after_entries: core.snapshot_after_entries,
+            after_bytes: core.snapshot_after_bytes,
+            keep_entries: core.compaction_keep_entries,
+            chunk_bytes: core.snapshot_chunk_bytes,
+        }
+    }
 }
 
 /// What is wrong with a configuration.
@@ -232,6 +282,13 @@ impl RawConfig {
         pick(&mut self.raft.heartbeat_ticks, over.raft.heartbeat_ticks);
         pick(&mut self.raft.pre_vote, over.raft.pre_vote);
         pick(&mut self.raft.check_quorum, over.raft.check_quorum);
+        pick(
+            &mut self.snapshot.after_entries,
+            over.snapshot.after_entries,
+        );
+        pick(&mut self.snapshot.after_bytes, over.snapshot.after_bytes);
+        pick(&mut self.snapshot.keep_entries, over.snapshot.keep_entries);
+        pick(&mut self.snapshot.chunk_bytes, over.snapshot.chunk_bytes);
         if !over.peers.is_empty() {
             self.peers = over.peers;
         }
@@ -312,6 +369,25 @@ impl RawConfig {
                 ),
             });
         }
+        let defaults = SnapshotSettings::default();
+        let chunk_bytes = self.snapshot.chunk_bytes.unwrap_or(defaults.chunk_bytes);
+        if !(1..=(1 << 20)).contains(&chunk_bytes) {
+            return Err(ConfigError::Invalid {
+                field: "snapshot.chunk_bytes",
+                reason: format!("{chunk_bytes} is outside 1..=1048576 (1 MiB)"),
+            });
+        }
+        let threshold = |v: Option<u64>, default: Option<u64>| match v {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => default,
+        };
+        let snapshot = SnapshotSettings {
+            after_entries: threshold(self.snapshot.after_entries, defaults.after_entries),
+            after_bytes: threshold(self.snapshot.after_bytes, defaults.after_bytes),
+            keep_entries: self.snapshot.keep_entries.unwrap_or(defaults.keep_entries),
+            chunk_bytes,
+        };
         let distinct: BTreeSet<_> = peers.keys().collect();
         debug_assert_eq!(distinct.len(), peers.len());
         Ok(NodeConfig {
@@ -327,6 +403,7 @@ impl RawConfig {
             heartbeat_ticks,
             pre_vote: self.raft.pre_vote.unwrap_or(true),
             check_quorum: self.raft.check_quorum.unwrap_or(true),
+            snapshot,
         })
     }
 }
@@ -342,6 +419,10 @@ impl NodeConfig {
         o.raft.heartbeat_interval_ticks = self.heartbeat_ticks;
         o.raft.pre_vote = self.pre_vote;
         o.raft.check_quorum = self.check_quorum;
+        o.raft.snapshot_after_entries = self.snapshot.after_entries;
+        o.raft.snapshot_after_bytes = self.snapshot.after_bytes;
+        o.raft.compaction_keep_entries = self.snapshot.keep_entries;
+        o.raft.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         o
     }
 
@@ -368,6 +449,14 @@ impl NodeConfig {
             self.heartbeat_ticks,
             self.pre_vote,
             self.check_quorum
+        );
+        let n = &self.snapshot;
+        s += &format!(
+            "\n[snapshot]\nafter_entries = {}\nafter_bytes = {}\nkeep_entries = {}\nchunk_bytes = {}\n",
+            n.after_entries.unwrap_or(0),
+            n.after_bytes.unwrap_or(0),
+            n.keep_entries,
+            n.chunk_bytes
         );
         s
     }

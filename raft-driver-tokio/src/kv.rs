@@ -8,7 +8,7 @@ use raft_kv::{Command, KvConfig, KvStore, Op, Response};
 use raft_proto_core::Index;
 
 use crate::client::{Client, ClientError};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{RestoreError, SnapshotSource, StateMachine};
 
 /// `raft_kv::KvStore` as a [`StateMachine`]: answers are encoded `raft_kv::Response`s.
 #[derive(Debug, Default)]
@@ -32,7 +32,9 @@ impl KvStateMachine {
 
 impl StateMachine for KvStateMachine {
     fn apply(&mut self, index: Index, command: &Bytes) -> Bytes {
-        let response = match self.store.apply_bytes(index, command) {
+        // Copy the command's key and value out of the entry: the entry is a slice of a whole
+        // received frame, which a stored slice would keep alive.
+        let response = match self.store.apply(index, command) {
             Ok(applied) => applied.response,
             Err(e) => Response::Invalid {
                 reason: e.to_string(),
@@ -45,6 +47,25 @@ impl StateMachine for KvStateMachine {
         if let Err(e) = self.store.apply_noop(index) {
             tracing::error!(index, error = %e, "no-op entry out of order");
         }
+    }
+
+    fn snapshot(&mut self) -> Box<dyn SnapshotSource> {
+        Box::new(KvSnapshot(self.store.snapshot_writer()))
+    }
+
+    fn restore(&mut self, data: &mut dyn std::io::Read) -> Result<(), RestoreError> {
+        let store = KvStore::restore_from(data).map_err(|e| RestoreError(e.to_string()))?;
+        self.store = store;
+        Ok(())
+    }
+}
+
+/// A [`KvStore`] snapshot being written out (the store's checksummed snapshot format).
+struct KvSnapshot(raft_kv::SnapshotWriter<KvStore>);
+
+impl SnapshotSource for KvSnapshot {
+    fn write_chunk(&mut self, out: &mut Vec<u8>, max: usize) -> Result<bool, std::io::Error> {
+        Ok(self.0.write_chunk(out, max))
     }
 }
 

@@ -29,6 +29,15 @@ pub struct NodeMetrics {
     pub(crate) bytes_received: Counter,
     pub(crate) messages_dropped: Counter,
     pub(crate) frames_refused: Counter,
+    pub(crate) snapshots_taken: Counter,
+    pub(crate) snapshot_bytes: Gauge,
+    pub(crate) snapshot_index: Gauge,
+    pub(crate) snapshot_seconds: Histogram,
+    pub(crate) snapshot_pause_seconds: Histogram,
+    pub(crate) snapshots_sent: Counter,
+    pub(crate) snapshots_installed: Counter,
+    pub(crate) log_entries_kept: Gauge,
+    pub(crate) log_bytes_in_memory: Gauge,
 }
 
 impl NodeMetrics {
@@ -54,6 +63,15 @@ impl NodeMetrics {
             bytes_received: counter!("raft_peer_bytes_received_total", &l),
             messages_dropped: counter!("raft_peer_messages_dropped_total", &l),
             frames_refused: counter!("raft_frames_refused_total", &l),
+            snapshots_taken: counter!("raft_snapshots_taken_total", &l),
+            snapshot_bytes: gauge!("raft_snapshot_bytes", &l),
+            snapshot_index: gauge!("raft_snapshot_index", &l),
+            snapshot_seconds: histogram!("raft_snapshot_seconds", &l),
+            snapshot_pause_seconds: histogram!("raft_snapshot_pause_seconds", &l),
+            snapshots_sent: counter!("raft_snapshots_sent_total", &l),
+            snapshots_installed: counter!("raft_snapshots_installed_total", &l),
+            log_entries_kept: gauge!("raft_log_entries", &l),
+            log_bytes_in_memory: gauge!("raft_log_memory_bytes", &l),
             node,
         }
     }

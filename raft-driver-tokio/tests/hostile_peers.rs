@@ -189,6 +189,7 @@ async fn another_cas_certificates_cannot_join_or_send() {
         heartbeat_ticks: 2,
         pre_vote: true,
         check_quorum: true,
+        snapshot: Default::default(),
     };
     let cfg_path = other.path().join("impostor.toml");
     std::fs::write(&cfg_path, impostor_cfg.to_toml()).unwrap();

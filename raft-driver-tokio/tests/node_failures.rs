@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_driver_tokio::protocol::ClientResponse;
+use raft_driver_tokio::state_machine::{RestoreError, SnapshotSource};
 use raft_driver_tokio::tls::{self, Identity, TlsFiles};
 use raft_driver_tokio::{Node, NodeError, NodeOptions, StateMachine};
 use raft_proto_core::storage::{MemStorage, MemStorageError, Storage};
@@ -65,14 +66,30 @@ impl Storage for Faulty {
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error> {
         self.inner.read_snapshot_chunk(offset, max_len)
     }
+    fn snapshot_len(&self) -> Result<u64, Self::Error> {
+        self.inner.snapshot_len()
+    }
 }
 
-/// Echoes commands, and panics on the command `boom`.
+/// Echoes commands, and panics on the command `boom`. It has no state: its snapshot is empty.
 struct Echo;
 impl StateMachine for Echo {
     fn apply(&mut self, _index: Index, command: &Bytes) -> Bytes {
         assert_ne!(&command[..], b"boom", "state machine bug");
         command.clone()
+    }
+    fn snapshot(&mut self) -> Box<dyn SnapshotSource> {
+        Box::new(Empty)
+    }
+    fn restore(&mut self, _data: &mut dyn std::io::Read) -> Result<(), RestoreError> {
+        Ok(())
+    }
+}
+
+struct Empty;
+impl SnapshotSource for Empty {
+    fn write_chunk(&mut self, _out: &mut Vec<u8>, _max: usize) -> Result<bool, std::io::Error> {
+        Ok(false)
     }
 }
 

@@ -45,6 +45,6 @@ pub use command::{
 };
 pub use response::{Response, MAX_REASON_BYTES, MAX_RESPONSE_BYTES, RESPONSE_FORMAT_VERSION};
 pub use session::Session;
-pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use snapshot::{SnapshotError, SnapshotWriter, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use store::{Applied, ApplyError, KvConfig, KvStore, DEFAULT_MAX_SESSIONS};
 pub use wire::WireError;

@@ -31,6 +31,9 @@ use crate::session::{Session, Sessions};
 use crate::store::KvStore;
 use crate::wire::{Fnv64, Reader, Sink, WireError};
 
+mod stream;
+pub use stream::SnapshotWriter;
+
 /// The four bytes that start every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"RKVS";
 /// The version byte that follows the magic.
@@ -96,6 +99,9 @@ pub enum SnapshotError {
         /// The bound in the snapshot.
         max: usize,
     },
+    /// Reading the snapshot's bytes failed ([`KvStore::restore_from`]).
+    #[error("reading the snapshot failed: {0}")]
+    Read(String),
 }
 
 impl From<CommandError> for SnapshotError {
@@ -107,27 +113,14 @@ impl From<CommandError> for SnapshotError {
     }
 }
 
-/// A sink that only counts bytes, to size the snapshot buffer exactly.
-struct Counter(usize);
-
-impl Sink for Counter {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0 += bytes.len();
-    }
-}
-
 impl KvStore {
     /// A snapshot of the whole state: the last applied index, the configuration, every key and
-    /// value, every session; with a checksum.
+    /// value, every session; with a checksum. ([`KvStore::snapshot_writer`] writes the same
+    /// bytes in chunks.)
     pub fn snapshot(&self) -> Bytes {
-        let mut counter = Counter(0);
-        self.write_state(&mut counter);
-        let mut out = Vec::with_capacity(HEADER_LEN + counter.0 + CHECKSUM_LEN);
-        out.put(&SNAPSHOT_MAGIC);
-        out.put_u8(SNAPSHOT_FORMAT_VERSION);
-        self.write_state(&mut out);
-        let checksum = Fnv64::hash(&out);
-        out.put(&checksum.to_le_bytes());
+        let mut out = Vec::new();
+        let mut w = SnapshotWriter::new(self);
+        while w.write_chunk(&mut out, usize::MAX) {}
         Bytes::from(out)
     }
 
@@ -155,21 +148,34 @@ impl KvStore {
     }
 
     fn write_state(&self, out: &mut impl Sink) {
-        out.put_varint(self.last_applied);
-        out.put_varint(self.sessions.max() as u64);
-        out.put_varint(self.data.len() as u64);
+        self.write_head_fields(out);
         for (key, value) in &self.data {
-            out.put_bytes(key);
-            out.put_bytes(value);
+            write_key_value(out, key, value);
         }
         out.put_varint(self.sessions.len() as u64);
         for (client_id, session) in self.sessions.iter() {
-            out.put_varint(client_id);
-            out.put_varint(session.last_seq);
-            out.put_varint(session.last_index);
-            session.response.write_body(out);
+            write_session(out, client_id, session);
         }
     }
+
+    /// The fields before the keys: last applied index, session bound, key count.
+    fn write_head_fields(&self, out: &mut impl Sink) {
+        out.put_varint(self.last_applied);
+        out.put_varint(self.sessions.max() as u64);
+        out.put_varint(self.data.len() as u64);
+    }
+}
+
+fn write_key_value(out: &mut impl Sink, key: &[u8], value: &[u8]) {
+    out.put_bytes(key);
+    out.put_bytes(value);
+}
+
+fn write_session(out: &mut impl Sink, client_id: u64, session: &Session) {
+    out.put_varint(client_id);
+    out.put_varint(session.last_seq);
+    out.put_varint(session.last_index);
+    session.response.write_body(out);
 }
 
 /// Checks length, magic, version and checksum. Once it passes, the state part is
@@ -197,65 +203,96 @@ fn check_envelope(snapshot: &[u8]) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-fn read_state(r: &mut Reader<'_>) -> Result<KvStore, SnapshotError> {
+/// The fields after the header: an empty store with the recorded index and bound, and the
+/// number of keys that follow.
+fn read_header_fields(r: &mut Reader<'_>) -> Result<(KvStore, u64), SnapshotError> {
     let last_applied = r.varint()?;
     let max = r.varint()?;
     let max_sessions = usize::try_from(max).map_err(|_| SnapshotError::MaxSessionsTooLarge(max))?;
-
-    let mut store = KvStore {
+    let store = KvStore {
         last_applied,
         data: Default::default(),
         sessions: Sessions::new(max_sessions),
     };
-
     let key_count = r.varint()?;
-    for _ in 0..key_count {
-        let key = read_key(r)?;
-        let value = read_value(r)?;
-        if store
+    Ok((store, key_count))
+}
+
+fn read_key_value(r: &mut Reader<'_>) -> Result<(Bytes, Bytes), SnapshotError> {
+    let key = read_key(r)?;
+    let value = read_value(r)?;
+    Ok((key, value))
+}
+
+fn read_session(r: &mut Reader<'_>) -> Result<(u64, Session), SnapshotError> {
+    let client_id = r.varint()?;
+    let last_seq = r.varint()?;
+    let last_index = r.varint()?;
+    let response = Response::read_body(r)?;
+    let session = Session {
+        last_seq,
+        last_index,
+        response,
+    };
+    Ok((client_id, session))
+}
+
+impl KvStore {
+    /// Adds a key read from a snapshot; keys must come in strictly increasing order.
+    fn insert_restored_key(&mut self, key: Bytes, value: Bytes) -> Result<(), SnapshotError> {
+        if self
             .data
             .last_key_value()
             .is_some_and(|(last, _)| *last >= key)
         {
             return Err(SnapshotError::KeysOutOfOrder);
         }
-        store.data.insert(key, value);
+        self.data.insert(key, value);
+        Ok(())
     }
 
-    let session_count = r.varint()?;
-    if session_count > max {
-        return Err(SnapshotError::TooManySessions {
-            count: session_count,
-            max: max_sessions,
-        });
+    fn check_session_count(&self, count: u64) -> Result<(), SnapshotError> {
+        let max = self.sessions.max();
+        if count > max as u64 {
+            return Err(SnapshotError::TooManySessions { count, max });
+        }
+        Ok(())
     }
-    let mut previous_client = 0;
-    for _ in 0..session_count {
-        let client_id = r.varint()?;
-        if client_id <= previous_client {
+
+    /// Adds a session read from a snapshot, checking its order and index.
+    fn insert_restored_session(
+        &mut self,
+        previous_client: &mut u64,
+        client_id: u64,
+        session: Session,
+    ) -> Result<(), SnapshotError> {
+        if client_id <= *previous_client {
             return Err(SnapshotError::SessionOutOfOrder { client_id });
         }
-        previous_client = client_id;
-        let last_seq = r.varint()?;
-        let last_index = r.varint()?;
-        let response = Response::read_body(r)?;
-        if last_index == 0 || last_index > last_applied {
-            return Err(SnapshotError::SessionIndex {
-                client_id,
-                index: last_index,
-            });
+        *previous_client = client_id;
+        let index = session.last_index;
+        if index == 0 || index > self.last_applied {
+            return Err(SnapshotError::SessionIndex { client_id, index });
         }
-        let session = Session {
-            last_seq,
-            last_index,
-            response,
-        };
-        if !store.sessions.insert_restored(client_id, session) {
-            return Err(SnapshotError::SessionIndex {
-                client_id,
-                index: last_index,
-            });
+        if !self.sessions.insert_restored(client_id, session) {
+            return Err(SnapshotError::SessionIndex { client_id, index });
         }
+        Ok(())
+    }
+}
+
+fn read_state(r: &mut Reader<'_>) -> Result<KvStore, SnapshotError> {
+    let (mut store, key_count) = read_header_fields(r)?;
+    for _ in 0..key_count {
+        let (key, value) = read_key_value(r)?;
+        store.insert_restored_key(key, value)?;
+    }
+    let session_count = r.varint()?;
+    store.check_session_count(session_count)?;
+    let mut previous_client = 0;
+    for _ in 0..session_count {
+        let (client_id, session) = read_session(r)?;
+        store.insert_restored_session(&mut previous_client, client_id, session)?;
     }
     r.finish()?;
     Ok(store)

@@ -161,6 +161,11 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Bytes not yet read.
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos

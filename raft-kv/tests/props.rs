@@ -154,6 +154,21 @@ fn seal(state: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A reader that hands out at most `step` bytes per read.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(out.len()).min(self.data.len());
+        out[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -243,6 +258,42 @@ proptest! {
         }
         prop_assert_eq!(restored.digest(), original.digest());
         prop_assert_eq!(&restored, &original);
+    }
+
+    #[test]
+    fn streamed_snapshots_equal_the_whole_one_and_restore_alike(
+        max in 0usize..5,
+        log in log(),
+        chunk in 1usize..300,
+        read in 1usize..200,
+        cut in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let mut store = KvStore::new(KvConfig { max_sessions: max });
+        for (index, entry) in &log {
+            apply(&mut store, *index, entry, false);
+        }
+        let whole = store.snapshot();
+        let mut writer = store.snapshot_writer();
+        let mut streamed = Vec::new();
+        let mut calls = 0;
+        while writer.write_chunk(&mut streamed, chunk) {
+            calls += 1;
+            prop_assert!(calls < 100_000);
+        }
+        prop_assert_eq!(&streamed[..], &whole[..]);
+        let restored = KvStore::restore_from(Trickle { data: &whole, step: read }).unwrap();
+        prop_assert_eq!(&restored, &store);
+        // Damage or a cut is found by the streaming reader as by the whole one.
+        let mut bad = whole.to_vec();
+        let i = cut.index(bad.len());
+        bad[i] ^= flip;
+        let restore = |data: &[u8]| KvStore::restore_from(Trickle { data, step: read });
+        prop_assert!(restore(&bad).is_err());
+        prop_assert!(restore(&whole[..i]).is_err());
+        let mut longer = whole.to_vec();
+        longer.push(0);
+        prop_assert!(restore(&longer).is_err());
     }
 
     #[test]

@@ -46,6 +46,19 @@ pub struct Config {
     /// little. Older ones are dropped from memory and read back from storage when needed
     /// (`Output::FetchEntries`); entries not yet applied or durable always stay.
     pub log_cache_bytes: u64,
+    /// Snapshot policy: take a snapshot once this many entries were applied since the last
+    /// one (`None`: not by count).
+    pub snapshot_after_entries: Option<u64>,
+    /// Snapshot policy: take a snapshot once this many bytes of entries were applied since
+    /// the last one (`None`: not by size). Either threshold triggers.
+    pub snapshot_after_bytes: Option<u64>,
+    /// Entries left in the log below a new snapshot, for followers that lag a little: after a
+    /// snapshot at index `s`, the log is compacted through `s - compaction_keep_entries`.
+    pub compaction_keep_entries: u64,
+    /// Largest snapshot chunk in one message (also capped by `max_message_bytes`).
+    pub snapshot_chunk_bytes: u64,
+    /// Snapshot bytes sent to one follower and not yet acknowledged, at most.
+    pub max_snapshot_inflight_bytes: u64,
     /// Seed of the core's pseudo-random generator (election timeouts).
     pub seed: u64,
 }
@@ -68,6 +81,11 @@ impl Config {
             max_apply_bytes: 4 << 20,
             max_apply_backlog_bytes: 16 << 20,
             log_cache_bytes: 8 << 20,
+            snapshot_after_entries: Some(100_000),
+            snapshot_after_bytes: Some(64 << 20),
+            compaction_keep_entries: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
+            max_snapshot_inflight_bytes: 4 << 20,
             seed: id,
         }
     }
@@ -115,6 +133,19 @@ impl Config {
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_apply_bytes", self.max_apply_bytes),
             ("max_apply_backlog_bytes", self.max_apply_backlog_bytes),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            (
+                "max_snapshot_inflight_bytes",
+                self.max_snapshot_inflight_bytes,
+            ),
+            (
+                "snapshot_after_entries",
+                self.snapshot_after_entries.unwrap_or(1),
+            ),
+            (
+                "snapshot_after_bytes",
+                self.snapshot_after_bytes.unwrap_or(1),
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -172,7 +203,7 @@ pub struct RecoveredState {
 impl RecoveredState {
     /// Checks that the recovered pieces are consistent with each other.
     pub fn validate(&self) -> Result<(), RecoveryError> {
-        let snap = self.snapshot.unwrap_or_default();
+        let snap = self.snapshot.clone().unwrap_or_default();
         if snap.last_index > MAX_INDEX {
             return Err(RecoveryError::IndexOutOfRange {
                 index: snap.last_index,

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crate::io::PersistWrite;
 use crate::message::Message;
-use crate::types::{Entry, HardState, LogId, NodeId, Term};
+use crate::types::{Entry, HardState, LogId, NodeId, SnapshotMeta, Term};
 
 /// Something waiting for a write to become durable.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub(crate) enum Held {
     },
     /// The candidate's vote for itself in this term.
     SelfVote(Term),
+    /// Restoring the state machine from a snapshot, once the snapshot is installed durably.
+    Restore(SnapshotMeta),
 }
 
 #[derive(Debug, Clone)]
@@ -58,16 +60,35 @@ impl Durability {
         })
     }
 
+    /// Earlier writes still in flight lose their claim to entries at or above `index` (a later
+    /// durable step discards them on disk): reporting them durable must not count those.
+    fn void_claims_from(&mut self, index: u64) {
+        for (_, last) in self.pending.iter_mut() {
+            if last.is_some_and(|id| id.index >= index) {
+                *last = None;
+            }
+        }
+    }
+
+    /// Issues the durable step that installs a received snapshot (the open write, if any, must
+    /// have been taken first). When the log did not continue the snapshot, every entry written
+    /// before is discarded by it. Returns the step's sequence number.
+    pub(crate) fn issue_install(&mut self, snap: LogId, log_kept: bool) -> u64 {
+        debug_assert!(self.open.is_none());
+        if !log_kept {
+            self.void_claims_from(0);
+        }
+        self.issued += 1;
+        self.pending.push_back((self.issued, Some(snap)));
+        self.issued
+    }
+
     /// Adds entries to the open write, after truncating from `truncate_from` if given.
     pub(crate) fn write_entries(&mut self, truncate_from: Option<u64>, entries: &[Entry]) {
         if let Some(t) = truncate_from {
             // Earlier writes still in flight will be cut here too: when one of them is reported,
             // its entries at or above `t` must not count as durable.
-            for (_, last) in self.pending.iter_mut() {
-                if last.is_some_and(|id| id.index >= t) {
-                    *last = None;
-                }
-            }
+            self.void_claims_from(t);
             let w = self.open();
             w.entries.retain(|e| e.index < t);
             // Keep the write's meaning "cut the log here, then append": the cut point never

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term};
+use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term};
 
 /// One event the driver feeds to [`crate::RaftNode::step`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,36 @@ pub enum Input {
         lo: Index,
         /// The entries read.
         entries: Vec<Entry>,
+    },
+    /// The snapshot an [`Output::TakeSnapshot`] asked for is stored durably (it is now the
+    /// latest snapshot in storage).
+    SnapshotTaken {
+        /// Its last index, as asked.
+        index: Index,
+    },
+    /// The snapshot an [`Output::TakeSnapshot`] asked for could not be taken or stored; the
+    /// previous one is still the latest. The core tries again later.
+    SnapshotFailed {
+        /// Its last index, as asked.
+        index: Index,
+    },
+    /// Take a snapshot now (as soon as possible), whatever the policy says: answered with
+    /// [`Output::TakeSnapshot`] unless one is being taken or received, or nothing was applied
+    /// since the last one.
+    TriggerSnapshot,
+    /// The chunk an [`Output::ReadSnapshot`] asked for, read from the latest stored snapshot.
+    SnapshotRead {
+        /// The follower it was read for (echoed).
+        to: NodeId,
+        /// The last entry of the snapshot actually read (storage's latest one, which may be
+        /// newer than the one asked for).
+        snapshot: LogId,
+        /// Where the chunk starts (echoed).
+        offset: u64,
+        /// The bytes read; fewer than asked only at the end.
+        data: Bytes,
+        /// Size of that snapshot's data.
+        total: u64,
     },
 }
 
@@ -102,6 +132,58 @@ pub enum Output {
         hi: Index,
         /// Byte budget of the read (payload sizes; one entry is returned even if larger).
         max_bytes: u64,
+    },
+    /// Snapshot the state machine once it has applied everything handed out so far, which is
+    /// exactly up to `meta.last_index`, and store it as the latest snapshot with `meta` (begin,
+    /// chunks, finish: durable). Then report [`Input::SnapshotTaken`] or
+    /// [`Input::SnapshotFailed`]. Applying may go on while the snapshot is written out.
+    TakeSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+    },
+    /// Drop stored entries up to and including `through` (the latest snapshot covers them).
+    /// Needs no report; a crash before it simply leaves them.
+    Compact {
+        /// Last index to drop.
+        through: Index,
+    },
+    /// Read up to `max_len` bytes of the latest stored snapshot from `offset`, for sending to
+    /// follower `to`, and hand them back with [`Input::SnapshotRead`].
+    ReadSnapshot {
+        /// The follower.
+        to: NodeId,
+        /// The snapshot the transfer is about (storage may hold a newer one by now).
+        snapshot: LogId,
+        /// Where to read.
+        offset: u64,
+        /// How much to read.
+        max_len: u64,
+    },
+    /// Store a chunk of a snapshot being received from the leader: at offset 0, first begin a
+    /// new snapshot with `meta` (abandoning any unfinished one); chunks come in order.
+    SnapshotChunk {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Where the chunk starts.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+    },
+    /// Make the received snapshot the latest one, durably (`Storage::finish_snapshot`), after
+    /// every earlier write and before every later one, then report [`Input::Persisted`] with
+    /// `seq` as for a [`PersistWrite`] (sequence numbers are shared).
+    InstallSnapshot {
+        /// Sequence number of this durable step.
+        seq: u64,
+        /// The snapshot's metadata.
+        meta: SnapshotMeta,
+    },
+    /// Replace the state machine's state with the latest stored snapshot (it covers up to
+    /// `meta.last_index`), after applying every entry handed out before; then report
+    /// [`Input::Applied`] with `meta.last_index`. Comes only once that snapshot is durable.
+    RestoreSnapshot {
+        /// The snapshot's metadata.
+        meta: SnapshotMeta,
     },
     /// Something observable happened.
     Event(Event),

@@ -42,7 +42,8 @@ pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError};
 pub use message::Message;
 pub use node::RaftNode;
 pub use progress::ReplicationState;
-pub use status::{PeerStatus, Status};
+pub use status::{PeerStatus, SnapshotStatus, SnapshotTransfer, Status};
 pub use types::{
-    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term, NO_NODE,
+    Entry, EntryKind, HardState, Index, LogId, Membership, NodeId, RequestId, Role, SnapshotMeta,
+    Term, NO_NODE,
 };

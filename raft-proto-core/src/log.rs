@@ -599,7 +599,10 @@ mod tests {
         );
         l.applied_to(4);
         let b = l.next_to_apply(u64::MAX, 4 * one).expect("room again");
-        assert_eq!(b.iter().map(|e| e.index).collect::<Vec<_>>(), vec![5, 6, 7, 8]);
+        assert_eq!(
+            b.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![5, 6, 7, 8]
+        );
     }
 
     #[test]

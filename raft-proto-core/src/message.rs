@@ -1,6 +1,8 @@
 //! The messages nodes exchange. Their wire encoding lives in [`crate::codec`].
 
-use crate::types::{Entry, Index, LogId, Term};
+use bytes::Bytes;
+
+use crate::types::{Entry, Index, LogId, SnapshotMeta, Term};
 
 /// A message between two nodes of the cluster. The sender is known from the envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,11 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// The answer to a [`Heartbeat`].
     HeartbeatResponse(HeartbeatResponse),
+    /// One chunk of a snapshot for a follower whose next entry the leader compacted away.
+    InstallSnapshot(InstallSnapshot),
+    /// The answer to an [`InstallSnapshot`] chunk (the last chunk is answered with an
+    /// [`AppendEntriesResponse`] once the snapshot is installed).
+    InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
 impl Message {
@@ -29,6 +36,8 @@ impl Message {
             Message::AppendEntriesResponse(m) => m.term,
             Message::Heartbeat(m) => m.term,
             Message::HeartbeatResponse(m) => m.term,
+            Message::InstallSnapshot(m) => m.term,
+            Message::InstallSnapshotResponse(m) => m.term,
         }
     }
 
@@ -43,6 +52,8 @@ impl Message {
             Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
             Message::Heartbeat(_) => "Heartbeat",
             Message::HeartbeatResponse(_) => "HeartbeatResponse",
+            Message::InstallSnapshot(_) => "InstallSnapshot",
+            Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
         }
     }
 }
@@ -123,4 +134,47 @@ pub struct Heartbeat {
 pub struct HeartbeatResponse {
     /// The follower's term.
     pub term: Term,
+}
+
+/// One chunk of a snapshot, sent by the leader. Chunks of one transfer share `meta` and `size`
+/// and arrive at increasing offsets; the chunk that reaches `size` is the last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallSnapshot {
+    /// The leader's term.
+    pub term: Term,
+    /// What the snapshot covers: its last entry and the membership there.
+    pub meta: SnapshotMeta,
+    /// Total size of the snapshot's data in bytes.
+    pub size: u64,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    /// The chunk's bytes.
+    pub data: Bytes,
+}
+
+/// The answer to an [`InstallSnapshot`] chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallSnapshotResponse {
+    /// The follower's term.
+    pub term: Term,
+    /// The last entry of the snapshot the answer is about.
+    pub snapshot: LogId,
+    /// Where the transfer stands on the follower.
+    pub result: SnapshotAck,
+}
+
+/// How a follower answers a snapshot chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotAck {
+    /// Every byte before `next_offset` arrived (not yet durable: a restart starts over).
+    Received {
+        /// The offset the follower expects next.
+        next_offset: u64,
+    },
+    /// The chunk was not the one expected (lost chunks, a restart, a new transfer): send from
+    /// `from` on (0 starts the transfer over).
+    Resend {
+        /// The offset the follower expects.
+        from: u64,
+    },
 }

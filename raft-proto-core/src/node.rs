@@ -13,7 +13,8 @@ use crate::message::{HeartbeatResponse, Message, RequestVoteResponse};
 use crate::progress::Progress;
 use crate::quorum::JointConfig;
 use crate::rng::Rng;
-use crate::status::{PeerStatus, Status};
+use crate::snapshot::Snapshots;
+use crate::status::{PeerStatus, SnapshotTransfer, Status};
 use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term, NO_NODE};
 
 /// One Raft node: a deterministic state machine driven by [`RaftNode::step`].
@@ -43,6 +44,8 @@ pub struct RaftNode {
     pub(crate) proposals: VecDeque<(LogId, RequestId)>,
     /// On a leader: bytes of entries above the commit index.
     pub(crate) uncommitted_bytes: u64,
+    /// Snapshots taken, received and restored.
+    pub(crate) snaps: Snapshots,
 }
 
 impl RaftNode {
@@ -51,6 +54,7 @@ impl RaftNode {
     pub fn new(cfg: Config, recovered: RecoveredState) -> Result<Self, RecoveryError> {
         cfg.validate()?;
         recovered.validate()?;
+        let snaps = Snapshots::new(recovered.snapshot.clone());
         let snap = recovered.snapshot.unwrap_or_default();
         let hs = recovered.hard_state;
         let log = RaftLog::recovered(
@@ -86,6 +90,7 @@ impl RaftNode {
             dur: Durability::new(hs),
             proposals: VecDeque::new(),
             uncommitted_bytes: 0,
+            snaps,
             cfg,
         };
         node.reset_election_timer();
@@ -118,10 +123,16 @@ impl RaftNode {
             Input::Persisted { seq } => self.on_persisted(seq, out),
             Input::Applied { index } => {
                 self.log.applied_to(index);
+                self.maybe_compact(out);
+                self.on_applied_snapshot_ack(out);
             }
             Input::EntriesFetched { to, lo, entries } => {
                 self.on_entries_fetched(to, lo, entries, out);
             }
+            Input::SnapshotTaken { index } => self.on_snapshot_taken(index, out),
+            Input::SnapshotFailed { index } => self.on_snapshot_failed(index, out),
+            Input::TriggerSnapshot => self.request_snapshot(),
+            read @ Input::SnapshotRead { .. } => self.on_snapshot_read(read, out),
         }
         self.finish_step(out);
     }
@@ -140,6 +151,7 @@ impl RaftNode {
             last_index: self.log.last_index(),
             persisted: self.log.stable(),
             first_index: self.log.floor().index + 1,
+            snapshot: self.snaps.status(),
             log_entries_in_memory: self.log.mem_usage().0 as u64,
             log_bytes_in_memory: self.log.mem_usage().1,
             peers: self
@@ -152,6 +164,11 @@ impl RaftNode {
                     state: p.replication_state(),
                     inflight: p.inflight_count(),
                     recent_active: p.recent_active(),
+                    snapshot: p.snapshot().map(|t| SnapshotTransfer {
+                        index: t.snap.index,
+                        acked: t.acked,
+                        total: t.total,
+                    }),
                 })
                 .collect(),
         }
@@ -230,6 +247,7 @@ impl RaftNode {
     pub(crate) fn set_leader(&mut self, leader: NodeId, out: &mut Vec<Output>) {
         if self.leader != leader {
             self.leader = leader;
+            self.abandon_receiving();
             out.push(Output::Event(Event::LeaderChanged {
                 leader: self.leader_hint(),
                 term: self.term,
@@ -285,6 +303,7 @@ impl RaftNode {
     }
 
     fn tick(&mut self, out: &mut Vec<Output>) {
+        self.snapshot_tick();
         if self.role == Role::Leader {
             self.tick_leader(out);
             return;
@@ -347,14 +366,14 @@ impl RaftNode {
                     }
                 }
                 Message::RequestVoteResponse(r) if r.pre_vote && r.granted => {}
-                Message::AppendEntries(_) | Message::Heartbeat(_) => {
+                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_) => {
                     self.become_follower(mterm, from, out);
                 }
                 _ => self.become_follower(mterm, NO_NODE, out),
             }
         } else if mterm < self.term {
             match &msg {
-                Message::AppendEntries(_) | Message::Heartbeat(_)
+                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_)
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     // Tell the stale leader about the newer term so it steps down.
@@ -384,6 +403,10 @@ impl RaftNode {
             Message::AppendEntriesResponse(r) => self.handle_append_response(from, r, out),
             Message::Heartbeat(h) => self.handle_heartbeat(from, h, out),
             Message::HeartbeatResponse(_) => self.handle_heartbeat_response(from, out),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m, out),
+            Message::InstallSnapshotResponse(r) => {
+                self.handle_install_snapshot_response(from, r, out)
+            }
         }
     }
 
@@ -405,6 +428,7 @@ impl RaftNode {
                         self.record_vote(me, true, out);
                     }
                 }
+                Held::Restore(meta) => self.release_restore(meta, out),
             }
         }
         if self.role == Role::Leader {
@@ -418,5 +442,6 @@ impl RaftNode {
             out.push(Output::Persist(w));
         }
         self.maybe_apply(out);
+        self.maybe_take_snapshot(out);
     }
 }

@@ -73,6 +73,9 @@ pub(crate) struct SnapshotSend {
     pub(crate) reading: bool,
     /// Heartbeat answers seen since the follower last confirmed progress.
     pub(crate) idle_rounds: u8,
+    /// The offset of the last resend asked for and done: further requests for the same offset
+    /// come from chunks sent before it and are ignored (like duplicate acks in TCP).
+    pub(crate) resent_from: Option<u64>,
 }
 
 /// Heartbeat answers without progress after which a transfer resends from the last
@@ -224,7 +227,9 @@ impl Progress {
         match &mut self.state {
             State::Replicate { inflight, .. } => inflight.free_to(index),
             State::Probe { sent } => {
-                if advanced {
+                // An answer to the probe that confirms the known match (a probe without entries
+                // does) finds the follower's position as well as one that advances it.
+                if advanced || index == self.matched {
                     *sent = false;
                     self.become_replicate();
                 }
@@ -278,6 +283,7 @@ impl Progress {
             sent: 0,
             reading: false,
             idle_rounds: 0,
+            resent_from: None,
         });
     }
 
@@ -286,7 +292,7 @@ impl Progress {
         let State::Snapshot(s) = &mut self.state else {
             return None;
         };
-        let done = s.total.is_some_and(|t| s.sent >= t && s.sent > 0);
+        let done = s.total.is_some_and(|t| s.sent >= t);
         if s.reading || done || s.sent - s.acked >= max_inflight {
             return None;
         }
@@ -319,12 +325,22 @@ impl Progress {
         true
     }
 
+    /// The outstanding read came back unusable: let the next attempt read again.
+    pub(crate) fn snapshot_read_dropped(&mut self) {
+        if let State::Snapshot(s) = &mut self.state {
+            s.reading = false;
+        }
+    }
+
     /// The follower confirmed snapshot `snap` received up to `next_offset`.
     pub(crate) fn snapshot_received(&mut self, snap: LogId, next_offset: u64) {
         if let State::Snapshot(s) = &mut self.state {
             if s.snap == snap && next_offset > s.acked && next_offset <= s.sent {
                 s.acked = next_offset;
                 s.idle_rounds = 0;
+                if s.resent_from.is_some_and(|r| next_offset > r) {
+                    s.resent_from = None;
+                }
             }
         }
     }
@@ -333,11 +349,12 @@ impl Progress {
     /// it already holds more than the leader thought): continue from there.
     pub(crate) fn snapshot_resend(&mut self, snap: LogId, from: u64) {
         if let State::Snapshot(s) = &mut self.state {
-            if s.snap == snap {
+            if s.snap == snap && s.resent_from != Some(from) {
                 let from = s.total.map_or(0, |t| from.min(t));
                 s.sent = from;
                 s.acked = from;
                 s.idle_rounds = 0;
+                s.resent_from = Some(from);
             }
         }
     }
@@ -361,6 +378,7 @@ impl Progress {
                     if s.idle_rounds >= SNAPSHOT_IDLE_ROUNDS {
                         s.idle_rounds = 0;
                         s.sent = s.acked;
+                        s.resent_from = None;
                     }
                 }
             }
@@ -452,9 +470,15 @@ mod tests {
             !p.snapshot_chunk_read(snap(60), 20, 10, 30),
             "another snapshot"
         );
-        // The follower lost chunk 10..20 (it asks for 10 again): resend from there.
+        // The follower lost chunk 10..20 (it asks for 10 again): resend from there, once.
         p.snapshot_resend(snap(50), 10);
         assert_eq!(p.snapshot_next_read(20), Some((snap(50), 10)));
+        p.snapshot_resend(snap(50), 10);
+        assert_eq!(
+            p.snapshot().map(|s| s.reading),
+            Some(true),
+            "a repeated request is ignored"
+        );
         assert!(p.snapshot_chunk_read(snap(50), 10, 20, 30));
         assert_eq!(p.snapshot_next_read(100), None, "everything sent");
         p.snapshot_received(snap(50), 31);

@@ -3,6 +3,7 @@
 use smallvec::SmallVec;
 
 use crate::progress::ReplicationState;
+pub use crate::snapshot::SnapshotStatus;
 use crate::types::{Index, NodeId, Role, Term};
 
 /// What a node looks like right now. Built without touching the log.
@@ -34,6 +35,8 @@ pub struct Status {
     pub log_entries_in_memory: u64,
     /// Bytes of those entries (payloads and a fixed overhead each).
     pub log_bytes_in_memory: u64,
+    /// The latest snapshot, and any being taken or received.
+    pub snapshot: SnapshotStatus,
     /// Per-follower replication state (on a leader only).
     pub peers: SmallVec<[PeerStatus; 6]>,
 }
@@ -53,4 +56,17 @@ pub struct PeerStatus {
     pub inflight: usize,
     /// Heard from during the current CheckQuorum round.
     pub recent_active: bool,
+    /// A snapshot being sent to it.
+    pub snapshot: Option<SnapshotTransfer>,
+}
+
+/// A snapshot on its way to a follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTransfer {
+    /// The snapshot's last index.
+    pub index: Index,
+    /// Bytes the follower confirmed.
+    pub acked: u64,
+    /// The snapshot's size, once known.
+    pub total: Option<u64>,
 }

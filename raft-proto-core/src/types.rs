@@ -84,13 +84,49 @@ pub struct LogId {
     pub index: Index,
 }
 
-/// Metadata of the latest snapshot: the log prefix it replaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+/// Who belongs to the cluster at a point of the log: who votes and who only receives the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct Membership {
+    /// The voters (the incoming set during a joint change), sorted.
+    pub voters: Vec<NodeId>,
+    /// The outgoing voter set while a joint change is in progress, sorted; empty otherwise.
+    pub outgoing: Vec<NodeId>,
+    /// Members that receive the log but do not vote, sorted.
+    pub learners: Vec<NodeId>,
+}
+
+impl Membership {
+    /// A plain configuration of these voters.
+    pub fn voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        let mut v: Vec<NodeId> = voters.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        Membership {
+            voters: v,
+            ..Membership::default()
+        }
+    }
+}
+
+/// Metadata of a snapshot: the log prefix it replaces and the membership at its last entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct SnapshotMeta {
     /// Index of the last entry the snapshot covers.
     pub last_index: Index,
     /// Term of that entry.
     pub last_term: Term,
+    /// The cluster's membership as of that entry.
+    pub membership: Membership,
+}
+
+impl SnapshotMeta {
+    /// The snapshot's last entry.
+    pub fn last_id(&self) -> LogId {
+        LogId {
+            term: self.last_term,
+            index: self.last_index,
+        }
+    }
 }
 
 /// The role a node plays.

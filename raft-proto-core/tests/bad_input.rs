@@ -825,6 +825,7 @@ fn inconsistent_recovered_states_are_refused_with_the_specific_error() {
     r.snapshot = Some(SnapshotMeta {
         last_index: 10,
         last_term: 2,
+        ..SnapshotMeta::default()
     });
     assert_eq!(
         rec_err(r.clone()),
@@ -842,6 +843,7 @@ fn inconsistent_recovered_states_are_refused_with_the_specific_error() {
     r.snapshot = Some(SnapshotMeta {
         last_index: 10,
         last_term: 4,
+        ..SnapshotMeta::default()
     });
     assert_eq!(
         rec_err(r),
@@ -884,6 +886,7 @@ fn recovery_with_extreme_indexes_does_not_panic() {
             snapshot: Some(SnapshotMeta {
                 last_index,
                 last_term: 2,
+                ..SnapshotMeta::default()
             }),
             entries: entries.clone(),
         };

@@ -98,7 +98,7 @@ fn run(cluster_seed: u64, schedule_seed: u64) -> Run {
             }
             70..80 => c.persist_all(id),
             80..84 => {
-                let pending: Vec<u64> = c.disks[&id].pending.iter().map(|w| w.seq).collect();
+                let pending: Vec<u64> = c.disks[&id].pending.iter().map(|w| w.seq()).collect();
                 if !pending.is_empty() {
                     let seq = pending[rng.below(pending.len() as u64) as usize];
                     c.persist(id, seq);

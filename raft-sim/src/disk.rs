@@ -78,6 +78,8 @@ pub struct SimDisk {
     damage: Option<DiskError>,
     /// Whether a snapshot transfer is open, counting unsynced records.
     receiving: bool,
+    /// Highest write sequence number made durable since the last recovery.
+    durable_seq: u64,
     /// Bytes dropped as a torn tail by the last recovery.
     pub last_torn_bytes: usize,
 }
@@ -91,6 +93,18 @@ impl SimDisk {
     fn append(&mut self, record: Record, seq: Option<u64>) {
         let bytes = record.encode();
         self.unsynced.push_back(Pending { seq, bytes, record });
+    }
+
+    /// Appends the durable step that installs the snapshot being received (not yet durable),
+    /// ordered with the writes by its sequence number.
+    pub fn install(&mut self, seq: u64) {
+        self.append(Record::SnapshotFinish, Some(seq));
+        self.receiving = false;
+    }
+
+    /// Highest write sequence number durable (synced) since the last recovery.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
     }
 
     /// Whether writes are waiting for a sync.
@@ -126,6 +140,9 @@ impl SimDisk {
     }
 
     fn make_durable(&mut self, p: Pending) {
+        if let Some(seq) = p.seq {
+            self.durable_seq = self.durable_seq.max(seq);
+        }
         let offset = self.durable.len();
         self.durable.extend_from_slice(&p.bytes);
         if self.damage.is_none() {
@@ -197,6 +214,7 @@ impl SimDisk {
         self.view = view;
         self.damage = None;
         self.receiving = false;
+        self.durable_seq = 0;
         self.view.recover()
     }
 

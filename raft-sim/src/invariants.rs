@@ -56,8 +56,13 @@ struct NodeTrack {
 pub struct Invariants {
     leaders: BTreeMap<Term, NodeId>,
     committed: Vec<Entry>,
+    /// For each committed entry, the term of the first node seen to commit it: the entry was
+    /// committed in that term or an earlier one.
+    committed_by: Vec<Term>,
     nodes: Vec<NodeTrack>,
     violations: Vec<Violation>,
+    /// Digest of the state machine after applying each index some node snapshotted at.
+    digests: BTreeMap<Index, u64>,
 }
 
 fn same(a: &Entry, b: &Entry) -> bool {
@@ -161,9 +166,14 @@ impl Invariants {
         self.check_committed(time, n, raft);
     }
 
+    /// Leader completeness (Figure 3): an entry committed in some term is in the log of every
+    /// leader of a later term. (A leader of an older term elected late need not hold it.)
     fn check_leader_completeness(&mut self, time: u64, raft: &RaftNode) {
         for i in 0..self.committed.len() {
             let truth = &self.committed[i];
+            if self.committed_by[i] >= raft.term() {
+                continue;
+            }
             if !holds(raft, truth) {
                 let detail = format!(
                     "node {} leads term {} without committed entry {} (term {})",
@@ -208,7 +218,10 @@ impl Invariants {
                 self.fail(
                     time,
                     "committed entry present",
-                    format!("node {} lacks committed entry {i} (term there: {known:?})", raft.id()),
+                    format!(
+                        "node {} lacks committed entry {i} (term there: {known:?})",
+                        raft.id()
+                    ),
                 );
                 return;
             };
@@ -227,6 +240,7 @@ impl Invariants {
                 }
             } else {
                 self.committed.push(e.clone());
+                self.committed_by.push(raft.term());
             }
         }
         self.nodes[n].checked = self.nodes[n].checked.max(commit);
@@ -261,6 +275,65 @@ impl Invariants {
                 return;
             }
         }
+    }
+
+    /// A node took a snapshot of its state machine at `index`: every snapshot of that index,
+    /// and every state machine that applies through it, must have this digest.
+    pub fn on_snapshot(&mut self, time: u64, n: usize, index: Index, digest: u64) {
+        let seen = *self.digests.entry(index).or_insert(digest);
+        if seen != digest {
+            let detail = format!(
+                "node {} snapshots index {index} with digest {digest:#x}, another had {seen:#x}",
+                n + 1
+            );
+            self.fail(time, "state machines agree at every index", detail);
+        }
+    }
+
+    /// Whether the state machine's digest after applying `index` is to be checked.
+    pub fn wants_digest(&self, index: Index) -> bool {
+        self.digests.contains_key(&index)
+    }
+
+    /// A node's state machine right after applying `index`.
+    pub fn on_state_at(&mut self, time: u64, n: usize, index: Index, digest: u64) {
+        if let Some(&seen) = self.digests.get(&index) {
+            if seen != digest {
+                let detail = format!(
+                    "node {} has digest {digest:#x} after applying {index}, its snapshot had {seen:#x}",
+                    n + 1
+                );
+                self.fail(time, "state machines agree at every index", detail);
+            }
+        }
+    }
+
+    /// A node restored its state machine from a snapshot covering up to `index`: it must equal
+    /// the state machine that applied the same prefix, and applying resumes after it.
+    pub fn on_restore(&mut self, time: u64, n: usize, index: Index, digest: u64) {
+        match self.digests.get(&index) {
+            Some(&seen) if seen == digest => {}
+            seen => {
+                let detail = format!(
+                    "node {} restored index {index} with digest {digest:#x}; the snapshot taken there had {seen:x?}",
+                    n + 1
+                );
+                self.fail(
+                    time,
+                    "a restored state machine equals the one that applied the same prefix",
+                    detail,
+                );
+            }
+        }
+        if index > self.committed_len() {
+            let detail = format!(
+                "node {} restored a snapshot at {index}, beyond the {} entries ever committed",
+                n + 1,
+                self.committed_len()
+            );
+            self.fail(time, "snapshots hold committed entries only", detail);
+        }
+        self.nodes[n].applied = index;
     }
 
     /// Records the hard state that just became durable on node `n`.
@@ -385,8 +458,33 @@ impl Invariants {
         }
     }
 
-    /// Pairwise log matching over the nodes that are up.
+    /// Terms never decrease along a node's log, from its snapshot boundary to its last entry
+    /// (run periodically, and right after a node installs a snapshot).
+    pub fn check_terms(&mut self, time: u64, a: &RaftNode) {
+        let floor = a.log_floor();
+        let mut prev = floor.term;
+        for i in floor.index + 1..=a.last_log_id().index {
+            let t = a.log_term(i).unwrap_or(0);
+            if t < prev {
+                let detail = format!(
+                    "node {}: entry {i} has term {t}, below the term {prev} before it (floor {}:{})",
+                    a.id(),
+                    floor.term,
+                    floor.index
+                );
+                self.fail(time, "terms never decrease along a log", detail);
+                return;
+            }
+            prev = t;
+        }
+    }
+
+    /// Pairwise log matching over the nodes that are up, and within each log: terms never
+    /// decrease from the snapshot boundary to the last entry.
     pub fn check_log_matching(&mut self, time: u64, nodes: &[&RaftNode]) {
+        for a in nodes {
+            self.check_terms(time, a);
+        }
         for (a_i, a) in nodes.iter().enumerate() {
             for b in &nodes[a_i + 1..] {
                 let top = a.last_log_id().index.min(b.last_log_id().index);
@@ -395,6 +493,10 @@ impl Invariants {
                 let mut i = top;
                 while i > bottom && a.log_term(i) != b.log_term(i) {
                     i -= 1;
+                }
+                if i < bottom || a.log_term(i) != b.log_term(i) {
+                    // No common entry above the snapshots: nothing to compare.
+                    continue;
                 }
                 for j in (bottom.max(1)..=i).rev() {
                     // Both know the term; where both still hold the entry, it must be the same.

@@ -40,7 +40,7 @@ enum Op {
 fn apply(m: &mut MemStorage, op: &Op) {
     match op {
         Op::Write(w) => m.write(std::slice::from_ref(w)),
-        Op::Begin(meta) => m.begin_snapshot(*meta),
+        Op::Begin(meta) => m.begin_snapshot(meta.clone()),
         Op::Chunk(c) => m.write_snapshot_chunk(c),
     }
     .expect("the model accepts what the disk accepted");
@@ -114,6 +114,11 @@ impl Harness {
         SnapshotMeta {
             last_index,
             last_term,
+            membership: raft_proto_core::Membership {
+                voters: vec![1, 2, 3],
+                outgoing: Vec::new(),
+                learners: vec![last_index % 5],
+            },
         }
     }
 
@@ -182,8 +187,8 @@ impl Harness {
             }
             7 => {
                 let meta = self.next_meta(rng);
-                self.disk.begin_snapshot(meta).unwrap();
-                apply(&mut self.ahead, &Op::Begin(meta));
+                self.disk.begin_snapshot(meta.clone()).unwrap();
+                apply(&mut self.ahead, &Op::Begin(meta.clone()));
                 self.pending.push_back(Op::Begin(meta));
                 self.receiving = true;
             }
@@ -232,7 +237,7 @@ impl Harness {
 
 /// The trait's reads show the recovered state, and what both backends hold is the same.
 fn reads_agree<S: Storage>(s: &S, rec: &RecoveredState) {
-    let snap = rec.snapshot.map_or(0, |m| m.last_index);
+    let snap = rec.snapshot.as_ref().map_or(0, |m| m.last_index);
     let last = s.last_index().unwrap();
     assert_eq!(s.hard_state().unwrap(), rec.hard_state);
     assert_eq!(s.snapshot_meta().unwrap(), rec.snapshot);

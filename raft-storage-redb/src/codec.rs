@@ -4,7 +4,7 @@
 //! repeated. The payload is stored verbatim: no re-encoding on the way in or out.
 
 use bytes::Bytes;
-use raft_proto_core::{Entry, EntryKind, Index};
+use raft_proto_core::{Entry, EntryKind, Index, Membership, NodeId};
 
 use crate::error::Inconsistency;
 
@@ -60,9 +60,65 @@ pub(crate) fn decode_entry(index: Index, value: &[u8]) -> Result<Entry, Inconsis
     })
 }
 
+/// Encodes a membership as three lists (voters, outgoing voters, learners), each a `u32`
+/// little-endian count followed by `u64` little-endian ids.
+pub(crate) fn encode_membership(m: &Membership) -> Vec<u8> {
+    let lists = [&m.voters, &m.outgoing, &m.learners];
+    let ids: usize = lists.iter().map(|l| l.len()).sum();
+    let mut out = Vec::with_capacity(12 + 8 * ids);
+    for list in lists {
+        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for id in list.iter() {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_membership`]; `None` for anything else.
+pub(crate) fn decode_membership(mut b: &[u8]) -> Option<Membership> {
+    let mut list = || -> Option<Vec<NodeId>> {
+        let (count, rest) = b.split_first_chunk::<4>()?;
+        let count = u32::from_le_bytes(*count) as usize;
+        let bytes = count.checked_mul(8)?;
+        let (ids, rest) = rest.split_at_checked(bytes)?;
+        b = rest;
+        Some(
+            ids.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        )
+    };
+    let voters = list()?;
+    let outgoing = list()?;
+    let learners = list()?;
+    b.is_empty().then_some(Membership {
+        voters,
+        outgoing,
+        learners,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membership_round_trips_and_garbage_is_refused() {
+        let m = Membership {
+            voters: vec![1, 2, 3],
+            outgoing: vec![],
+            learners: vec![u64::MAX],
+        };
+        let enc = encode_membership(&m);
+        assert_eq!(decode_membership(&enc), Some(m));
+        assert_eq!(decode_membership(&enc[..enc.len() - 1]), None);
+        let mut longer = enc.clone();
+        longer.push(0);
+        assert_eq!(decode_membership(&longer), None);
+        assert_eq!(decode_membership(&[0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(decode_membership(&[]), None);
+    }
 
     #[test]
     fn round_trip_and_bad_values() {

@@ -200,6 +200,9 @@ pub enum Inconsistency {
         /// The length of contiguous data found.
         found: u64,
     },
+    /// The latest snapshot's membership record cannot be decoded.
+    #[error("the snapshot's membership record cannot be decoded")]
+    BadMembership,
     /// The recovered state fails the core's checks.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),

@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use raft_proto_core::storage::Storage;
 use raft_proto_core::{
-    Entry, HardState, Index, PersistWrite, RecoveredState, SnapshotMeta, MAX_INDEX,
+    Entry, HardState, Index, Membership, PersistWrite, RecoveredState, SnapshotMeta, MAX_INDEX,
 };
 
 use db::Db;
@@ -99,6 +99,8 @@ pub struct RedbStorage {
     node_id: u64,
     /// What is durable, kept in step with every commit.
     view: View,
+    /// The latest snapshot's membership.
+    membership: Membership,
     /// The snapshot being received, if any.
     incoming: Option<Incoming>,
 }
@@ -112,7 +114,7 @@ impl std::fmt::Debug for RedbStorage {
             .field("first_index", &(self.view.floor + 1))
             .field("last_index", &self.view.last)
             .field("hard_state", &self.view.hard_state)
-            .field("snapshot", &self.view.snapshot.map(|s| s.meta))
+            .field("snapshot", &self.view.snapshot.map(|s| s.last))
             .finish()
     }
 }
@@ -186,12 +188,14 @@ impl RedbStorage {
         }
         let db = Db::open(path, cluster_id, node_id, options)?;
         let view = db.load_view()?;
+        let membership = db.load_membership()?;
         Ok(RedbStorage {
             db,
             path: path.to_path_buf(),
             cluster_id,
             node_id,
             view,
+            membership,
             incoming: None,
         })
     }
@@ -285,6 +289,7 @@ impl Storage for RedbStorage {
     fn recover(&mut self) -> Result<RecoveredState> {
         self.incoming = None;
         let view = self.db.load_view()?;
+        let membership = self.db.load_membership()?;
         let covered = view.covered();
         let entries = if view.last > covered {
             self.db.entries(covered + 1, view.last + 1)?
@@ -293,7 +298,7 @@ impl Storage for RedbStorage {
         };
         let state = RecoveredState {
             hard_state: view.hard_state,
-            snapshot: view.snapshot.map(|s| s.meta),
+            snapshot: view.snapshot.map(|s| s.meta(&membership)),
             entries,
         };
         state
@@ -303,6 +308,7 @@ impl Storage for RedbStorage {
                 source: e.into(),
             })?;
         self.view = view;
+        self.membership = membership;
         Ok(state)
     }
 
@@ -370,35 +376,42 @@ impl Storage for RedbStorage {
     }
 
     fn write_snapshot_chunk(&mut self, chunk: &[u8]) -> Result<()> {
-        let Some(incoming) = self.incoming else {
+        let Some(incoming) = self.incoming.take() else {
             return Err(self.rejected(Rejection::NoSnapshotInProgress));
         };
-        let len = incoming
-            .len
-            .checked_add(chunk.len() as u64)
-            .ok_or_else(|| self.rejected(Rejection::SnapshotTooLarge))?;
+        let Some(len) = incoming.len.checked_add(chunk.len() as u64) else {
+            self.incoming = Some(incoming);
+            return Err(self.rejected(Rejection::SnapshotTooLarge));
+        };
         if chunk.is_empty() {
+            self.incoming = Some(incoming);
             return self.db.check_usable();
         }
+        // A failed write leaves the transfer unusable (what reached the table is unknown).
         self.db.append_snapshot_data(&incoming, chunk)?;
         self.incoming = Some(Incoming { len, ..incoming });
         Ok(())
     }
 
     fn finish_snapshot(&mut self) -> Result<()> {
-        let Some(incoming) = self.incoming else {
+        let Some(incoming) = self.incoming.take() else {
             return Err(self.rejected(Rejection::NoSnapshotInProgress));
         };
         let mut next = self.view;
         self.db.finish_snapshot(&mut next, &incoming)?;
         self.view = next;
-        self.incoming = None;
+        self.membership = incoming.meta.membership;
         Ok(())
     }
 
     fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>> {
         self.db.check_usable()?;
-        Ok(self.view.snapshot.map(|s| s.meta))
+        Ok(self.view.snapshot.map(|s| s.meta(&self.membership)))
+    }
+
+    fn snapshot_len(&self) -> Result<u64> {
+        self.db.check_usable()?;
+        Ok(self.view.snapshot.map_or(0, |s| s.len))
     }
 
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes> {

@@ -1,23 +1,35 @@
 //! The in-memory picture of what is durable, and the contract checks made against it before
 //! anything reaches the database. Pure logic: no I/O here.
 
-use raft_proto_core::{HardState, Index, SnapshotMeta};
+use raft_proto_core::{HardState, Index, LogId, Membership, SnapshotMeta};
 
 use crate::error::Rejection;
 
-/// The latest snapshot as recorded: its data lives under `id` in the chunk table.
+/// The latest snapshot as recorded: its data lives under `id` in the chunk table. (Its
+/// membership is kept apart, so that this record stays a small copyable value.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SnapshotRecord {
     /// Key prefix of its data chunks. Ids grow by one per snapshot begun.
     pub id: u64,
-    /// What it covers.
-    pub meta: SnapshotMeta,
+    /// The last entry it covers.
+    pub last: LogId,
     /// Bytes of data.
     pub len: u64,
 }
 
+impl SnapshotRecord {
+    /// The full metadata, with the membership recorded beside it.
+    pub fn meta(&self, membership: &Membership) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: self.last.index,
+            last_term: self.last.term,
+            membership: membership.clone(),
+        }
+    }
+}
+
 /// A snapshot being received (never survives a restart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Incoming {
     /// Key prefix of its data chunks.
     pub id: u64,
@@ -43,7 +55,7 @@ pub(crate) struct View {
 impl View {
     /// The snapshot's last index, 0 without one.
     pub fn covered(&self) -> Index {
-        self.snapshot.map_or(0, |s| s.meta.last_index)
+        self.snapshot.map_or(0, |s| s.last.index)
     }
 
     /// Checks a cut and applies it to the view. Returns the index to delete from when the cut
@@ -106,10 +118,7 @@ mod tests {
             hard_state: HardState::default(),
             snapshot: Some(SnapshotRecord {
                 id: 4,
-                meta: SnapshotMeta {
-                    last_index: 5,
-                    last_term: 1,
-                },
+                last: LogId { term: 1, index: 5 },
                 len: 0,
             }),
         };

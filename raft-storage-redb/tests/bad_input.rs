@@ -425,6 +425,7 @@ fn snapshot_index_out_of_range_is_refused() {
     let meta = raft_proto_core::SnapshotMeta {
         last_index: raft_proto_core::MAX_INDEX + 1,
         last_term: 1,
+        ..raft_proto_core::SnapshotMeta::default()
     };
     let e = s.begin_snapshot(meta).expect_err("refused");
     names_file(&e, &path);

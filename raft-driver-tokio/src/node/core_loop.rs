@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_proto_core::{
-    Event, Input, Message, NodeId, Output, PersistWrite, Proposal, ProposeError, RaftNode,
-    ReplicationState, RequestId, Role,
+    Event, Input, Message, NodeId, Output, Proposal, ProposeError, RaftNode, ReplicationState,
+    RequestId, Role,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply_task::{ApplyMsg, Reply};
+use super::snapshots::SnapshotInfo;
 use super::storage_task::{StorageOp, StorageStats};
 use crate::metrics::NodeMetrics;
-use crate::protocol::{ClientResponse, NodeStatus, PeerReport};
+use crate::protocol::{
+    ClientResponse, NodeStatus, PeerReport, SnapshotDone, SnapshotReport, SnapshotSending,
+};
 use crate::transport::PeerLinks;
 
 /// Everything the consensus loop reacts to.
@@ -39,6 +42,26 @@ pub(crate) enum CoreEvent {
         lo: u64,
         entries: Vec<raft_proto_core::Entry>,
     },
+    /// A chunk of the latest snapshot read for follower `to`.
+    SnapshotRead {
+        to: NodeId,
+        snapshot: raft_proto_core::LogId,
+        offset: u64,
+        data: Bytes,
+        total: u64,
+    },
+    /// This node's snapshot at `index` is stored (`bytes` long).
+    SnapshotTaken { index: u64, bytes: u64 },
+    /// This node's snapshot at `index` could not be written.
+    SnapshotFailed { index: u64 },
+    /// A snapshot received from the leader is installed (`bytes` long).
+    SnapshotInstalled { index: u64, bytes: u64 },
+    /// Take a snapshot now; answer when it is stored.
+    TriggerSnapshot {
+        reply: oneshot::Sender<ClientResponse>,
+    },
+    /// The state machine failed (a restore from a snapshot): nothing more can be applied.
+    StateMachineFailed(String),
     /// A status request.
     Status { reply: oneshot::Sender<NodeStatus> },
     /// The storage backend failed: the node cannot continue.
@@ -62,6 +85,8 @@ pub(crate) struct CoreLoop {
     pub metrics: NodeMetrics,
     pub storage_stats: Arc<StorageStats>,
     pub started: Instant,
+    /// The snapshot the node recovered from: its last index and size.
+    pub initial_snapshot: (u64, u64),
 }
 
 /// How the loop ended.
@@ -69,8 +94,9 @@ pub(crate) enum Exit {
     Shutdown,
     /// The storage thread failed (or stopped): nothing more can be made durable.
     StorageFailed(String),
-    /// The apply task stopped (the state machine panicked): nothing more can be answered.
-    ApplyFailed,
+    /// The apply task stopped (the state machine panicked or failed to restore a snapshot):
+    /// nothing more can be applied or answered.
+    ApplyFailed(String),
 }
 
 struct State {
@@ -82,6 +108,7 @@ struct State {
     proposals: u64,
     ticks: u64,
     exit: Option<Exit>,
+    snapshots: SnapshotInfo,
 }
 
 impl CoreLoop {
@@ -97,6 +124,7 @@ impl CoreLoop {
             proposals: 0,
             ticks: 0,
             exit: None,
+            snapshots: SnapshotInfo::recovered(self.initial_snapshot.0, self.initial_snapshot.1),
         };
         loop {
             tokio::select! {
@@ -107,7 +135,7 @@ impl CoreLoop {
                     self.node.step_into(Input::Tick, &mut st.outputs);
                     st.ticks += 1;
                     if st.ticks.is_multiple_of(10) {
-                        self.peer_gauges();
+                        self.gauges();
                     }
                 }
                 ev = self.rx.recv() => {
@@ -167,6 +195,45 @@ impl CoreLoop {
             CoreEvent::Persisted { seq } => Input::Persisted { seq },
             CoreEvent::Applied { index } => Input::Applied { index },
             CoreEvent::Fetched { to, lo, entries } => Input::EntriesFetched { to, lo, entries },
+            CoreEvent::SnapshotRead {
+                to,
+                snapshot,
+                offset,
+                data,
+                total,
+            } => Input::SnapshotRead {
+                to,
+                snapshot,
+                offset,
+                data,
+                total,
+            },
+            CoreEvent::SnapshotTaken { index, bytes } => {
+                st.snapshots.stored(index, bytes, true);
+                let done = self.snapshot_done(st, true);
+                st.snapshots.answer_waiters(done);
+                Input::SnapshotTaken { index }
+            }
+            CoreEvent::SnapshotFailed { index } => {
+                st.snapshots.answer_waiters(ClientResponse::Rejected {
+                    reason: format!("the snapshot at index {index} could not be written"),
+                });
+                Input::SnapshotFailed { index }
+            }
+            CoreEvent::SnapshotInstalled { index, bytes } => {
+                st.snapshots.stored(index, bytes, false);
+                return;
+            }
+            CoreEvent::TriggerSnapshot { reply } => {
+                self.flush_proposals(st);
+                self.node.step_into(Input::TriggerSnapshot, &mut st.outputs);
+                st.snapshots.wait(reply);
+                return;
+            }
+            CoreEvent::StateMachineFailed(reason) => {
+                st.exit = Some(Exit::ApplyFailed(reason));
+                return;
+            }
         };
         // Proposals queued before this input go in first, so the core sees events in order.
         self.flush_proposals(st);
@@ -194,13 +261,13 @@ impl CoreLoop {
         for out in outputs.drain(..) {
             match out {
                 Output::Send { to, msg } => self.peers.send(to, msg, &self.metrics),
-                Output::Persist(w) => self.to_storage(StorageOp::Write(w), st),
+                Output::Persist(w) => self.send_storage(StorageOp::Write(w), st),
                 Output::FetchEntries {
                     to,
                     lo,
                     hi,
                     max_bytes,
-                } => self.to_storage(
+                } => self.send_storage(
                     StorageOp::Fetch {
                         to,
                         lo,
@@ -211,7 +278,9 @@ impl CoreLoop {
                 ),
                 Output::Apply { entries } => {
                     if self.apply.send(ApplyMsg::Entries(entries)).is_err() {
-                        st.exit.get_or_insert(Exit::ApplyFailed);
+                        st.exit.get_or_insert(Exit::ApplyFailed(
+                            "the state machine task stopped".into(),
+                        ));
                     }
                 }
                 Output::Proposed { request, result } => {
@@ -226,7 +295,9 @@ impl CoreLoop {
                                 received,
                             };
                             if self.apply.send(register).is_err() {
-                                st.exit.get_or_insert(Exit::ApplyFailed);
+                                st.exit.get_or_insert(Exit::ApplyFailed(
+                                    "the state machine task stopped".into(),
+                                ));
                             }
                         }
                         Err(ProposeError::NotLeader { leader_hint }) => {
@@ -246,7 +317,60 @@ impl CoreLoop {
                 Output::ProposalUnknown { id, .. } => {
                     let _ = self.apply.send(ApplyMsg::Unknown { id });
                 }
+                Output::TakeSnapshot { meta } => {
+                    st.snapshots.taking = Some(meta.last_index);
+                    if self.apply.send(ApplyMsg::TakeSnapshot { meta }).is_err() {
+                        st.exit.get_or_insert(Exit::ApplyFailed(
+                            "the state machine task stopped".into(),
+                        ));
+                    }
+                }
+                Output::RestoreSnapshot { meta } => {
+                    if self.apply.send(ApplyMsg::Restore { meta }).is_err() {
+                        st.exit.get_or_insert(Exit::ApplyFailed(
+                            "the state machine task stopped".into(),
+                        ));
+                    }
+                }
+                Output::Compact { through } => {
+                    self.send_storage(StorageOp::Compact { through }, st)
+                }
+                Output::ReadSnapshot {
+                    to,
+                    offset,
+                    max_len,
+                    ..
+                } => self.send_storage(
+                    StorageOp::ReadSnapshot {
+                        to,
+                        offset,
+                        max_len,
+                    },
+                    st,
+                ),
+                Output::SnapshotChunk { meta, offset, data } => {
+                    self.send_storage(StorageOp::ReceiveChunk { meta, offset, data }, st)
+                }
+                Output::InstallSnapshot { seq, meta } => {
+                    self.send_storage(StorageOp::Install { seq, meta }, st)
+                }
                 Output::Event(ev) => self.event(ev, st),
+            }
+        }
+        if !st.snapshots.waiters.is_empty() {
+            // A request for a snapshot with nothing to take (or that cannot be taken now) is
+            // answered at once; one being taken is answered when it is stored.
+            let s = self.node.status().snapshot;
+            if s.taking.is_none() {
+                let answer = match s.receiving {
+                    Some((index, _, _)) => ClientResponse::Rejected {
+                        reason: format!(
+                            "this node is receiving snapshot {index} from the leader; try again later"
+                        ),
+                    },
+                    None => self.snapshot_done(st, false),
+                };
+                st.snapshots.answer_waiters(answer);
             }
         }
         st.outputs = outputs;
@@ -258,7 +382,7 @@ impl CoreLoop {
             .set(self.node.last_log_id().index as f64);
     }
 
-    fn to_storage(&mut self, op: StorageOp, st: &mut State) {
+    fn send_storage(&mut self, op: StorageOp, st: &mut State) {
         // The storage thread stops only after this loop, unless it failed.
         if self.storage.send(op).is_err() && st.exit.is_none() {
             st.exit = Some(Exit::StorageFailed("the storage thread stopped".into()));
@@ -296,6 +420,10 @@ impl CoreLoop {
                 index,
                 installed,
             } => {
+                if installed {
+                    self.metrics.snapshots_sent.increment(1);
+                    st.snapshots.sent += 1;
+                }
                 tracing::info!(node, peer = to, index, installed, "snapshot transfer ended");
             }
             Event::InvalidInput { reason } => {
@@ -304,11 +432,18 @@ impl CoreLoop {
         }
     }
 
-    fn peer_gauges(&self) {
-        if self.node.role() != Role::Leader {
+    fn gauges(&self) {
+        let status = self.node.status();
+        let kept = (status.last_index + 1).saturating_sub(status.first_index);
+        self.metrics.log_entries_kept.set(kept as f64);
+        self.metrics
+            .log_bytes_in_memory
+            .set(status.log_bytes_in_memory as f64);
+        let snap = status.snapshot.latest.as_ref().map_or(0, |m| m.last_index);
+        self.metrics.snapshot_index.set(snap as f64);
+        if status.role != Role::Leader {
             return;
         }
-        let status = self.node.status();
         for p in &status.peers {
             if p.id != status.id {
                 self.metrics
@@ -333,6 +468,7 @@ impl CoreLoop {
                 inflight: 0,
                 active: false,
                 connected: self.peers.connected(*id),
+                snapshot: None,
             })
             .collect();
         if leading {
@@ -343,6 +479,11 @@ impl CoreLoop {
                     r.replicating = p.state == ReplicationState::Replicate;
                     r.inflight = u32::try_from(p.inflight).unwrap_or(u32::MAX);
                     r.active = p.recent_active;
+                    r.snapshot = p.snapshot.map(|t| SnapshotSending {
+                        index: t.index,
+                        acked: t.acked,
+                        total: t.total.unwrap_or(0),
+                    });
                 }
             }
         }
@@ -368,7 +509,44 @@ impl CoreLoop {
             bytes_sent: self.peers.bytes_sent(),
             bytes_received: self.peers.bytes_received(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            snapshot: SnapshotReport {
+                index: st.snapshots.index,
+                term: s.snapshot.latest.as_ref().map_or(0, |m| m.last_term),
+                bytes: st.snapshots.bytes,
+                age_ms: st.snapshots.at.elapsed().as_millis() as u64,
+                taking: s.snapshot.taking,
+                receiving: s
+                    .snapshot
+                    .receiving
+                    .map(|(index, acked, total)| SnapshotSending {
+                        index,
+                        acked,
+                        total,
+                    }),
+                first_index: s.first_index,
+                log_entries_in_memory: s.log_entries_in_memory,
+                log_bytes_in_memory: s.log_bytes_in_memory,
+                taken: st.snapshots.taken,
+                sent: st.snapshots.sent,
+                installed: stats.snapshots_installed.load(Ordering::Relaxed),
+            },
         }
+    }
+
+    /// The answer to a snapshot request: the latest snapshot (`new`: taken for it).
+    fn snapshot_done(&self, st: &State, new: bool) -> ClientResponse {
+        let term = self
+            .node
+            .status()
+            .snapshot
+            .latest
+            .map_or(0, |m| m.last_term);
+        ClientResponse::Snapshot(SnapshotDone {
+            index: st.snapshots.index,
+            term,
+            bytes: st.snapshots.bytes,
+            new,
+        })
     }
 }
 

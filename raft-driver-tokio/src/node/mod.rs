@@ -19,6 +19,7 @@
 
 pub(crate) mod apply_task;
 pub(crate) mod core_loop;
+mod snapshots;
 mod storage_task;
 
 use std::collections::BTreeMap;
@@ -197,6 +198,16 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
         let recovered = storage
             .recover()
             .map_err(|e| NodeError::Storage(e.to_string()))?;
+        // The state machine starts from the latest snapshot; the log after it applies anew.
+        let mut state_machine = state_machine;
+        let initial_snapshot = match &recovered.snapshot {
+            Some(meta) => {
+                let index = meta.last_index;
+                let bytes = restore_at_start(&storage, &mut state_machine, index)?;
+                (index, bytes)
+            }
+            None => (0, 0),
+        };
         let node = RaftNode::new(cfg.clone(), recovered)?;
 
         tls::install_crypto_provider();
@@ -247,6 +258,7 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             state_machine,
             apply_rx,
             core_tx.clone(),
+            storage_tx.clone(),
             metrics.clone(),
         ));
         let peers = PeerLinks::start(
@@ -280,6 +292,7 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             metrics,
             storage_stats,
             started: Instant::now(),
+            initial_snapshot,
         };
         let core_task = tokio::spawn(core.run());
         tracing::info!(node = o.id, cluster = o.cluster_id, addr = %local_addr, "node started");
@@ -292,6 +305,64 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             apply_task,
             storage_thread,
         })
+    }
+}
+
+/// Restores the state machine from the stored snapshot at `index` before the node starts;
+/// returns the snapshot's size.
+fn restore_at_start<S: Storage, M: StateMachine>(
+    storage: &S,
+    sm: &mut M,
+    index: u64,
+) -> Result<u64, NodeError> {
+    let started = Instant::now();
+    let bytes = storage
+        .snapshot_len()
+        .map_err(|e| NodeError::Storage(e.to_string()))?;
+    let mut reader = DirectReader {
+        storage,
+        offset: 0,
+        failure: None,
+    };
+    let restored = tokio::task::block_in_place(|| sm.restore(&mut reader));
+    if let Some(e) = reader.failure {
+        return Err(NodeError::Storage(e));
+    }
+    restored.map_err(|e| {
+        NodeError::Task(format!(
+            "restoring the state machine from snapshot {index}: {e}"
+        ))
+    })?;
+    tracing::info!(
+        index,
+        bytes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "state machine restored from the latest snapshot"
+    );
+    Ok(bytes)
+}
+
+/// Reads the latest stored snapshot straight from the storage (before its thread starts).
+struct DirectReader<'a, S> {
+    storage: &'a S,
+    offset: u64,
+    failure: Option<String>,
+}
+
+impl<S: Storage> std::io::Read for DirectReader<'_, S> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let max = out.len().min(1 << 20);
+        match self.storage.read_snapshot_chunk(self.offset, max) {
+            Ok(data) => {
+                out[..data.len()].copy_from_slice(&data);
+                self.offset += data.len() as u64;
+                Ok(data.len())
+            }
+            Err(e) => {
+                self.failure = Some(e.to_string());
+                Err(std::io::Error::other(e.to_string()))
+            }
+        }
     }
 }
 
@@ -312,6 +383,22 @@ impl NodeHandle {
         if self
             .core
             .send(CoreEvent::Propose { command, reply })
+            .is_err()
+        {
+            return stopped();
+        }
+        answer.await.unwrap_or_else(|_| stopped())
+    }
+
+    /// Takes a snapshot now; resolves once it is stored (as `raftkv snapshot` sees it).
+    pub async fn snapshot(&self) -> ClientResponse {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ClientResponse::Rejected {
+            reason: "the node is shutting down".into(),
+        };
+        if self
+            .core
+            .send(CoreEvent::TriggerSnapshot { reply })
             .is_err()
         {
             return stopped();
@@ -358,7 +445,7 @@ impl<M: StateMachine> RunningNode<M> {
         self.core_task = None;
         match exit {
             Ok(Exit::StorageFailed(reason)) => NodeError::Storage(reason),
-            Ok(Exit::ApplyFailed) => NodeError::Task("the state machine task stopped".into()),
+            Ok(Exit::ApplyFailed(reason)) => NodeError::Task(reason),
             Ok(Exit::Shutdown) => NodeError::Task("the consensus loop stopped".into()),
             Err(e) => NodeError::Task(e.to_string()),
         }
@@ -376,9 +463,7 @@ impl<M: StateMachine> RunningNode<M> {
             match task.await {
                 Ok(Exit::Shutdown) => {}
                 Ok(Exit::StorageFailed(reason)) => failure = Some(NodeError::Storage(reason)),
-                Ok(Exit::ApplyFailed) => {
-                    failure = Some(NodeError::Task("the state machine task stopped".into()))
-                }
+                Ok(Exit::ApplyFailed(reason)) => failure = Some(NodeError::Task(reason)),
                 Err(e) => failure = Some(NodeError::Task(e.to_string())),
             }
         }

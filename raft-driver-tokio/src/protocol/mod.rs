@@ -14,6 +14,12 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_proto_core::{Index, NodeId, Role, Term};
 
+mod status;
+#[cfg(test)]
+use status::BEFORE_PEERS_BYTES;
+use status::{put_status, read_status, status_len};
+pub use status::{NodeStatus, PeerReport, SnapshotReport, SnapshotSending};
+
 /// What a client asks a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientRequest {
@@ -25,6 +31,9 @@ pub enum ClientRequest {
     },
     /// Report this node's status.
     Status,
+    /// Take a snapshot of the state machine now (and compact the log after it). Answered with
+    /// [`ClientResponse::Snapshot`] once it is stored.
+    Snapshot,
 }
 
 /// What a node answers.
@@ -58,72 +67,21 @@ pub enum ClientResponse {
     },
     /// The node's status.
     Status(Box<NodeStatus>),
+    /// The node's latest snapshot, after a [`ClientRequest::Snapshot`].
+    Snapshot(SnapshotDone),
 }
 
-/// A node's view of itself and its peers, as `raftkv status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node.
-    pub id: NodeId,
-    /// The cluster it belongs to.
-    pub cluster_id: u64,
-    /// Its role.
-    pub role: Role,
-    /// Its current term.
+/// The answer to [`ClientRequest::Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotDone {
+    /// The last index the snapshot covers.
+    pub index: Index,
+    /// The term of that entry.
     pub term: Term,
-    /// Whom it voted for in this term (`0`: nobody).
-    pub vote: NodeId,
-    /// The leader it knows of.
-    pub leader: Option<NodeId>,
-    /// Commit index.
-    pub commit: Index,
-    /// Highest index applied to the state machine.
-    pub applied: Index,
-    /// Last index in its log.
-    pub last_index: Index,
-    /// Last index known durable on its disk.
-    pub persisted: Index,
-    /// Per-peer replication state (filled in on the leader; followers report connectivity).
-    pub peers: Vec<PeerReport>,
-    /// How many times the known leader changed since start.
-    pub leader_changes: u64,
-    /// Proposals received since start.
-    pub proposals: u64,
-    /// Storage write transactions (one fsync each) since start.
-    pub storage_batches: u64,
-    /// `PersistWrite`s carried by those transactions.
-    pub storage_writes: u64,
-    /// Log entries written by those transactions.
-    pub storage_entries: u64,
-    /// Total time spent in storage writes, microseconds.
-    pub storage_micros: u64,
-    /// Bytes sent to peers.
-    pub bytes_sent: u64,
-    /// Bytes received from peers.
-    pub bytes_received: u64,
-    /// Milliseconds since the node started.
-    pub uptime_ms: u64,
-}
-
-/// One peer as seen from a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerReport {
-    /// The peer.
-    pub id: NodeId,
-    /// Its configured peer address.
-    pub address: String,
-    /// Highest index known replicated on it (leader only; else 0).
-    pub matched: Index,
-    /// Next index to send it (leader only; else 0).
-    pub next: Index,
-    /// Whether replication to it is pipelining (leader only).
-    pub replicating: bool,
-    /// Messages in flight to it (leader only).
-    pub inflight: u32,
-    /// Whether it was heard from recently (leader only).
-    pub active: bool,
-    /// Whether this node currently has a connection to it for sending.
-    pub connected: bool,
+    /// Size of its data in bytes.
+    pub bytes: u64,
+    /// Whether it was taken for this request (false: nothing was applied since the latest).
+    pub new: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +104,7 @@ pub struct PeerReport {
 // ---------------------------------------------------------------------------------------------
 
 /// Version of the client protocol, the first byte of every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest client frame either side accepts (request or response): 4 MiB + 64 KiB.
 pub const MAX_CLIENT_FRAME: usize = (4 << 20) + (64 << 10);
@@ -160,21 +118,15 @@ pub const MAX_PEERS: usize = 1024;
 /// Version, cluster id and kind.
 const HEADER_BYTES: usize = 1 + 8 + 1;
 
-/// A peer with an empty address: id, address length, matched, next, replicating, inflight,
-/// active, connected.
-const PEER_MIN_BYTES: usize = 8 + 4 + 8 + 8 + 1 + 4 + 1 + 1;
-
-/// A status without peers and with no leader known: id, cluster id, role, term, vote, leader
-/// tag, commit, applied, last index, persisted, peer count and the nine counters.
-const STATUS_MIN_BYTES: usize = 8 + 8 + 1 + 8 + 8 + 1 + 4 * 8 + 4 + 9 * 8;
-
 const KIND_PROPOSE: u8 = 0x01;
 const KIND_STATUS_REQUEST: u8 = 0x02;
+const KIND_SNAPSHOT_REQUEST: u8 = 0x03;
 const KIND_APPLIED: u8 = 0x81;
 const KIND_NOT_LEADER: u8 = 0x82;
 const KIND_UNKNOWN: u8 = 0x83;
 const KIND_REJECTED: u8 = 0x84;
 const KIND_STATUS: u8 = 0x85;
+const KIND_SNAPSHOT: u8 = 0x86;
 
 /// Why a client frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,6 +207,7 @@ pub fn encode_request(cluster_id: u64, req: &ClientRequest) -> Bytes {
             buf.freeze()
         }
         ClientRequest::Status => header(cluster_id, KIND_STATUS_REQUEST, 0).freeze(),
+        ClientRequest::Snapshot => header(cluster_id, KIND_SNAPSHOT_REQUEST, 0).freeze(),
     }
 }
 
@@ -269,6 +222,7 @@ pub fn decode_request(cluster_id: u64, frame: Bytes) -> Result<ClientRequest, Pr
             command: r.bytes("the command", MAX_CLIENT_FRAME)?,
         },
         KIND_STATUS_REQUEST => ClientRequest::Status,
+        KIND_SNAPSHOT_REQUEST => ClientRequest::Snapshot,
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     r.finish()?;
@@ -304,6 +258,12 @@ pub fn encode_response(cluster_id: u64, resp: &ClientResponse) -> Bytes {
             put_bytes(&mut buf, reason.as_bytes());
         }
         ClientResponse::Status(status) => put_status(&mut buf, status),
+        ClientResponse::Snapshot(done) => {
+            buf.put_u64_le(done.index);
+            buf.put_u64_le(done.term);
+            buf.put_u64_le(done.bytes);
+            buf.put_u8(u8::from(done.new));
+        }
     }
     buf.freeze()
 }
@@ -334,6 +294,12 @@ pub fn decode_response(cluster_id: u64, frame: Bytes) -> Result<ClientResponse, 
             reason: r.string("the reason")?,
         },
         KIND_STATUS => ClientResponse::Status(Box::new(read_status(&mut r)?)),
+        KIND_SNAPSHOT => ClientResponse::Snapshot(SnapshotDone {
+            index: r.u64("the snapshot's index")?,
+            term: r.u64("the snapshot's term")?,
+            bytes: r.u64("the snapshot's size")?,
+            new: r.bool("the snapshot's new flag")?,
+        }),
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     r.finish()?;
@@ -347,6 +313,7 @@ fn response_kind(resp: &ClientResponse) -> u8 {
         ClientResponse::Unknown { .. } => KIND_UNKNOWN,
         ClientResponse::Rejected { .. } => KIND_REJECTED,
         ClientResponse::Status(_) => KIND_STATUS,
+        ClientResponse::Snapshot(_) => KIND_SNAPSHOT,
     }
 }
 
@@ -361,14 +328,8 @@ fn response_fields_len(resp: &ClientResponse) -> usize {
         ClientResponse::Unknown { reason } | ClientResponse::Rejected { reason } => {
             4 + reason.len()
         }
-        ClientResponse::Status(s) => {
-            STATUS_MIN_BYTES
-                + s.leader.map_or(0, |_| 8)
-                + s.peers
-                    .iter()
-                    .map(|p| PEER_MIN_BYTES + p.address.len())
-                    .sum::<usize>()
-        }
+        ClientResponse::Status(s) => status_len(s),
+        ClientResponse::Snapshot(_) => 3 * 8 + 1,
     }
 }
 
@@ -382,16 +343,16 @@ fn header(cluster_id: u64, kind: u8, fields_len: usize) -> BytesMut {
 
 /// A length prefix. A length beyond `u32::MAX` (far over every limit) is written as
 /// `u32::MAX`, so the frame is refused rather than misread.
-fn put_len(buf: &mut BytesMut, len: usize) {
+pub(super) fn put_len(buf: &mut BytesMut, len: usize) {
     buf.put_u32_le(u32::try_from(len).unwrap_or(u32::MAX));
 }
 
-fn put_bytes(buf: &mut BytesMut, data: &[u8]) {
+pub(super) fn put_bytes(buf: &mut BytesMut, data: &[u8]) {
     put_len(buf, data.len());
     buf.put_slice(data);
 }
 
-fn put_opt_u64(buf: &mut BytesMut, v: Option<u64>) {
+pub(super) fn put_opt_u64(buf: &mut BytesMut, v: Option<u64>) {
     match v {
         None => buf.put_u8(0),
         Some(v) => {
@@ -401,7 +362,7 @@ fn put_opt_u64(buf: &mut BytesMut, v: Option<u64>) {
     }
 }
 
-fn role_byte(role: Role) -> u8 {
+pub(super) fn role_byte(role: Role) -> u8 {
     match role {
         Role::Follower => 0,
         Role::PreCandidate => 1,
@@ -410,7 +371,7 @@ fn role_byte(role: Role) -> u8 {
     }
 }
 
-fn role_from(b: u8) -> Result<Role, ProtocolError> {
+pub(super) fn role_from(b: u8) -> Result<Role, ProtocolError> {
     Ok(match b {
         0 => Role::Follower,
         1 => Role::PreCandidate,
@@ -420,95 +381,8 @@ fn role_from(b: u8) -> Result<Role, ProtocolError> {
     })
 }
 
-fn put_status(buf: &mut BytesMut, s: &NodeStatus) {
-    buf.put_u64_le(s.id);
-    buf.put_u64_le(s.cluster_id);
-    buf.put_u8(role_byte(s.role));
-    buf.put_u64_le(s.term);
-    buf.put_u64_le(s.vote);
-    put_opt_u64(buf, s.leader);
-    buf.put_u64_le(s.commit);
-    buf.put_u64_le(s.applied);
-    buf.put_u64_le(s.last_index);
-    buf.put_u64_le(s.persisted);
-    put_len(buf, s.peers.len());
-    for p in &s.peers {
-        buf.put_u64_le(p.id);
-        put_bytes(buf, p.address.as_bytes());
-        buf.put_u64_le(p.matched);
-        buf.put_u64_le(p.next);
-        buf.put_u8(u8::from(p.replicating));
-        buf.put_u32_le(p.inflight);
-        buf.put_u8(u8::from(p.active));
-        buf.put_u8(u8::from(p.connected));
-    }
-    for counter in [
-        s.leader_changes,
-        s.proposals,
-        s.storage_batches,
-        s.storage_writes,
-        s.storage_entries,
-        s.storage_micros,
-        s.bytes_sent,
-        s.bytes_received,
-        s.uptime_ms,
-    ] {
-        buf.put_u64_le(counter);
-    }
-}
-
-fn read_status(r: &mut Reader) -> Result<NodeStatus, ProtocolError> {
-    let id = r.u64("the node id")?;
-    let cluster_id = r.u64("the status's cluster id")?;
-    let role = role_from(r.u8("the role")?)?;
-    let term = r.u64("the term")?;
-    let vote = r.u64("the vote")?;
-    let leader = r.opt_u64("the leader")?;
-    let commit = r.u64("the commit index")?;
-    let applied = r.u64("the applied index")?;
-    let last_index = r.u64("the last index")?;
-    let persisted = r.u64("the persisted index")?;
-    let count = r.count("the peer count", MAX_PEERS)?;
-    // Reserve no more than the remaining bytes can hold.
-    let mut peers = Vec::with_capacity(count.min(r.remaining() / PEER_MIN_BYTES));
-    for _ in 0..count {
-        peers.push(PeerReport {
-            id: r.u64("a peer's id")?,
-            address: r.string("a peer's address")?,
-            matched: r.u64("a peer's matched index")?,
-            next: r.u64("a peer's next index")?,
-            replicating: r.bool("a peer's replicating flag")?,
-            inflight: r.u32("a peer's in-flight count")?,
-            active: r.bool("a peer's active flag")?,
-            connected: r.bool("a peer's connected flag")?,
-        });
-    }
-    Ok(NodeStatus {
-        id,
-        cluster_id,
-        role,
-        term,
-        vote,
-        leader,
-        commit,
-        applied,
-        last_index,
-        persisted,
-        peers,
-        leader_changes: r.u64("the leader change count")?,
-        proposals: r.u64("the proposal count")?,
-        storage_batches: r.u64("the storage batch count")?,
-        storage_writes: r.u64("the storage write count")?,
-        storage_entries: r.u64("the storage entry count")?,
-        storage_micros: r.u64("the storage time")?,
-        bytes_sent: r.u64("the bytes sent")?,
-        bytes_received: r.u64("the bytes received")?,
-        uptime_ms: r.u64("the uptime")?,
-    })
-}
-
 /// A cursor over a frame body. Every read checks the remaining length first.
-struct Reader {
+pub(super) struct Reader {
     buf: Bytes,
 }
 
@@ -545,7 +419,7 @@ impl Reader {
         }
     }
 
-    fn remaining(&self) -> usize {
+    pub(super) fn remaining(&self) -> usize {
         self.buf.len()
     }
 
@@ -561,22 +435,22 @@ impl Reader {
         }
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
+    pub(super) fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
         self.need(what, 1)?;
         Ok(self.buf.get_u8())
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, ProtocolError> {
+    pub(super) fn u32(&mut self, what: &'static str) -> Result<u32, ProtocolError> {
         self.need(what, 4)?;
         Ok(self.buf.get_u32_le())
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
+    pub(super) fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
         self.need(what, 8)?;
         Ok(self.buf.get_u64_le())
     }
 
-    fn bool(&mut self, what: &'static str) -> Result<bool, ProtocolError> {
+    pub(super) fn bool(&mut self, what: &'static str) -> Result<bool, ProtocolError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -585,7 +459,7 @@ impl Reader {
     }
 
     /// An `Option`'s tag: whether the value is present.
-    fn tag(&mut self, what: &'static str) -> Result<bool, ProtocolError> {
+    pub(super) fn tag(&mut self, what: &'static str) -> Result<bool, ProtocolError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -593,7 +467,7 @@ impl Reader {
         }
     }
 
-    fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, ProtocolError> {
+    pub(super) fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, ProtocolError> {
         Ok(if self.tag(what)? {
             Some(self.u64(what)?)
         } else {
@@ -602,7 +476,7 @@ impl Reader {
     }
 
     /// A u32 count or length, checked against `max`.
-    fn count(&mut self, what: &'static str, max: usize) -> Result<usize, ProtocolError> {
+    pub(super) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, ProtocolError> {
         let n = usize::try_from(self.u32(what)?).unwrap_or(usize::MAX);
         if n > max {
             return Err(ProtocolError::TooLarge { what, size: n, max });
@@ -611,14 +485,14 @@ impl Reader {
     }
 
     /// A length-prefixed byte string of at most `max` bytes, sliced out of the frame.
-    fn bytes(&mut self, what: &'static str, max: usize) -> Result<Bytes, ProtocolError> {
+    pub(super) fn bytes(&mut self, what: &'static str, max: usize) -> Result<Bytes, ProtocolError> {
         let len = self.count(what, max)?;
         self.need(what, len)?;
         Ok(self.buf.split_to(len))
     }
 
     /// Length-prefixed UTF-8 text of at most [`MAX_STRING`] bytes.
-    fn string(&mut self, what: &'static str) -> Result<String, ProtocolError> {
+    pub(super) fn string(&mut self, what: &'static str) -> Result<String, ProtocolError> {
         let raw = self.bytes(what, MAX_STRING)?;
         std::str::from_utf8(&raw)
             .map(str::to_owned)

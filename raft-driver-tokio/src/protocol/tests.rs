@@ -14,6 +14,11 @@ fn peer(id: NodeId, address: &str, matched: Index) -> PeerReport {
         inflight: 3,
         active: true,
         connected: false,
+        snapshot: id.is_multiple_of(2).then_some(SnapshotSending {
+            index: 40,
+            acked: 1 << 20,
+            total: 3 << 20,
+        }),
     }
 }
 
@@ -39,6 +44,20 @@ fn status(peers: Vec<PeerReport>) -> NodeStatus {
         bytes_sent: 1 << 20,
         bytes_received: 1 << 19,
         uptime_ms: 86_400_000,
+        snapshot: SnapshotReport {
+            index: 90,
+            term: 6,
+            bytes: 12_345,
+            age_ms: 5_000,
+            taking: Some(99),
+            receiving: None,
+            first_index: 80,
+            log_entries_in_memory: 21,
+            log_bytes_in_memory: 2_100,
+            taken: 3,
+            sent: 1,
+            installed: 0,
+        },
     }
 }
 
@@ -51,6 +70,7 @@ fn requests() -> Vec<ClientRequest> {
             command: Bytes::new(),
         },
         ClientRequest::Status,
+        ClientRequest::Snapshot,
     ]
 }
 
@@ -94,6 +114,12 @@ fn responses() -> Vec<ClientResponse> {
             peer(3, "[::1]:7000", 57),
         ]))),
         ClientResponse::Status(Box::new(follower)),
+        ClientResponse::Snapshot(SnapshotDone {
+            index: 1_000_000,
+            term: 4,
+            bytes: 1 << 30,
+            new: true,
+        }),
     ]
 }
 
@@ -248,7 +274,7 @@ fn trailing_bytes_are_an_error() {
 #[test]
 fn wrong_version_is_refused() {
     for frame in frames() {
-        for version in [0, 2, 0xFF] {
+        for version in [0, 1, 3, 0xFF] {
             assert_eq!(
                 decode_any(&with_byte(&frame, 0, version)),
                 Err(ProtocolError::UnsupportedVersion(version))
@@ -257,8 +283,8 @@ fn wrong_version_is_refused() {
     }
     // Even a lone version byte says which version it is.
     assert_eq!(
-        decode_request(CLUSTER, Bytes::from_static(&[2])),
-        Err(ProtocolError::UnsupportedVersion(2))
+        decode_request(CLUSTER, Bytes::from_static(&[1])),
+        Err(ProtocolError::UnsupportedVersion(1))
     );
 }
 
@@ -300,7 +326,7 @@ fn unknown_kinds_are_refused() {
         );
     }
     let status = encode_request(CLUSTER, &ClientRequest::Status);
-    for kind in [0, 3, 0x80, 0x86, 0xFF] {
+    for kind in [0, 4, 0x80, 0x87, 0xFF] {
         let frame = with_byte(&status, 9, kind);
         assert_eq!(
             decode_request(CLUSTER, frame.clone()),
@@ -354,7 +380,7 @@ fn bad_roles_and_booleans_are_refused() {
     }
     // The peer (after the fields before the counters, plus the leader's value): id, empty
     // address, matched, next, then `replicating`.
-    let peer_at = HEADER_BYTES + STATUS_MIN_BYTES - 9 * 8 + 8;
+    let peer_at = HEADER_BYTES + BEFORE_PEERS_BYTES + 8;
     let replicating_at = peer_at + 8 + 4 + 8 + 8;
     assert_eq!(frame[replicating_at], 1);
     for (at, what) in [
@@ -432,7 +458,7 @@ fn oversized_lengths_are_refused_before_reading() {
     // Too many peers; and the largest count with no peers behind it.
     let frame = encode_response(CLUSTER, &ClientResponse::Status(Box::new(status(vec![]))));
     // Everything before the counters and the peer count, plus the leader's value.
-    let count_at = HEADER_BYTES + STATUS_MIN_BYTES - 9 * 8 - 4 + 8;
+    let count_at = HEADER_BYTES + BEFORE_PEERS_BYTES - 4 + 8;
     assert_eq!(frame[count_at..count_at + 4], [0, 0, 0, 0]);
     let mut v = frame.to_vec();
     v[count_at..count_at + 4].copy_from_slice(&(MAX_PEERS as u32 + 1).to_le_bytes());
@@ -493,7 +519,7 @@ fn errors_read_as_plain_words() {
         ),
         (
             ProtocolError::UnsupportedVersion(9),
-            "protocol version 9 is not supported (this node speaks version 1)",
+            "protocol version 9 is not supported (this node speaks version 2)",
         ),
         (
             ProtocolError::WrongCluster {
@@ -546,19 +572,54 @@ fn arb_peer() -> impl Strategy<Value = PeerReport> {
         any::<u32>(),
         any::<bool>(),
         any::<bool>(),
+        proptest::option::of(arb_sending()),
     )
         .prop_map(
-            |(id, address, matched, next, replicating, inflight, active, connected)| PeerReport {
-                id,
-                address,
-                matched,
-                next,
-                replicating,
-                inflight,
-                active,
-                connected,
+            |(id, address, matched, next, replicating, inflight, active, connected, snapshot)| {
+                PeerReport {
+                    id,
+                    address,
+                    matched,
+                    next,
+                    replicating,
+                    inflight,
+                    active,
+                    connected,
+                    snapshot,
+                }
             },
         )
+}
+
+fn arb_sending() -> impl Strategy<Value = SnapshotSending> {
+    (arb_u64(), arb_u64(), arb_u64()).prop_map(|(index, acked, total)| SnapshotSending {
+        index,
+        acked,
+        total,
+    })
+}
+
+fn arb_snapshot_report() -> impl Strategy<Value = SnapshotReport> {
+    (
+        vec(arb_u64(), 4),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_sending()),
+        vec(arb_u64(), 6),
+    )
+        .prop_map(|(a, taking, receiving, b)| SnapshotReport {
+            index: a[0],
+            term: a[1],
+            bytes: a[2],
+            age_ms: a[3],
+            taking,
+            receiving,
+            first_index: b[0],
+            log_entries_in_memory: b[1],
+            log_bytes_in_memory: b[2],
+            taken: b[3],
+            sent: b[4],
+            installed: b[5],
+        })
 }
 
 fn arb_status() -> impl Strategy<Value = NodeStatus> {
@@ -572,11 +633,12 @@ fn arb_status() -> impl Strategy<Value = NodeStatus> {
         (arb_u64(), arb_u64(), arb_u64(), arb_u64()),
     );
     let counters = vec(arb_u64(), 9);
-    (core, vec(arb_peer(), 0..5), counters).prop_map(
+    (core, vec(arb_peer(), 0..5), counters, arb_snapshot_report()).prop_map(
         |(
             (id, cluster_id, role, term, vote, leader, (commit, applied, last_index, persisted)),
             peers,
             c,
+            snapshot,
         )| NodeStatus {
             id,
             cluster_id,
@@ -598,6 +660,7 @@ fn arb_status() -> impl Strategy<Value = NodeStatus> {
             bytes_sent: c[6],
             bytes_received: c[7],
             uptime_ms: c[8],
+            snapshot,
         },
     )
 }
@@ -606,6 +669,7 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
         arb_bytes().prop_map(|command| ClientRequest::Propose { command }),
         Just(ClientRequest::Status),
+        Just(ClientRequest::Snapshot),
     ]
 }
 
@@ -624,18 +688,28 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
         arb_text().prop_map(|reason| ClientResponse::Unknown { reason }),
         arb_text().prop_map(|reason| ClientResponse::Rejected { reason }),
         arb_status().prop_map(|s| ClientResponse::Status(Box::new(s))),
+        (arb_u64(), arb_u64(), arb_u64(), any::<bool>()).prop_map(|(index, term, bytes, new)| {
+            ClientResponse::Snapshot(SnapshotDone {
+                index,
+                term,
+                bytes,
+                new,
+            })
+        }),
     ]
 }
 
 /// The kinds both decoders know, to steer random bodies past the kind check.
-const KINDS: [u8; 7] = [
+const KINDS: [u8; 9] = [
     KIND_PROPOSE,
     KIND_STATUS_REQUEST,
+    KIND_SNAPSHOT_REQUEST,
     KIND_APPLIED,
     KIND_NOT_LEADER,
     KIND_UNKNOWN,
     KIND_REJECTED,
     KIND_STATUS,
+    KIND_SNAPSHOT,
 ];
 
 proptest! {

@@ -1,5 +1,9 @@
-//! Outbound links: one task per peer that dials it, keeps one QUIC stream open and writes
-//! every queued message to it, many frames per write.
+//! Outbound links: one task per peer that dials it, keeps two QUIC streams open on one
+//! connection and writes every queued message to them, many frames per write.
+//!
+//! Snapshot chunks (`InstallSnapshot`) have a stream and a queue of their own, at a lower
+//! priority, so that heartbeats and appends are never stuck behind a megabyte of snapshot: the
+//! two streams are written concurrently and QUIC sends the Raft stream's data first.
 //!
 //! The consensus loop never waits on a peer: it puts messages in a bounded queue and drops them
 //! when the queue is full (Raft retransmits). While a peer is unreachable its messages are
@@ -22,6 +26,12 @@ use crate::tls;
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE_MESSAGES: usize = 4096;
+/// Snapshot chunks queued per peer before new ones are dropped (each up to a megabyte; the
+/// leader also bounds the snapshot bytes in flight).
+const QUEUE_SNAPSHOT_CHUNKS: usize = 16;
+/// Stream priorities: the Raft stream's data goes out before the snapshot stream's.
+const PRIORITY_RAFT: i32 = 1;
+const PRIORITY_SNAPSHOT: i32 = 0;
 /// Messages whose entry payloads reach this size are sent without copying the payloads.
 const ZERO_COPY_PAYLOAD_BYTES: usize = 16 << 10;
 /// Bytes gathered into one stream write.
@@ -39,6 +49,7 @@ pub(crate) struct TransportCounters {
 
 struct Link {
     tx: mpsc::Sender<Message>,
+    snapshots: mpsc::Sender<Message>,
     connected: Arc<AtomicBool>,
 }
 
@@ -63,21 +74,32 @@ impl PeerLinks {
         let mut links = BTreeMap::new();
         for (&peer, &addr) in peers.iter().filter(|(id, _)| **id != me) {
             let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
+            let (snapshots, snapshot_rx) = mpsc::channel(QUEUE_SNAPSHOT_CHUNKS);
             let connected = Arc::new(AtomicBool::new(false));
             let task = LinkTask {
                 endpoint: endpoint.clone(),
                 config: config.clone(),
-                me,
-                peer,
                 addr,
-                codec,
+                out: Outbox {
+                    me,
+                    peer,
+                    codec,
+                    counters: counters.clone(),
+                    metrics: metrics.clone(),
+                },
                 rx,
+                snapshot_rx,
                 connected: connected.clone(),
-                counters: counters.clone(),
-                metrics: metrics.clone(),
             };
             tokio::spawn(task.run());
-            links.insert(peer, Link { tx, connected });
+            links.insert(
+                peer,
+                Link {
+                    tx,
+                    snapshots,
+                    connected,
+                },
+            );
         }
         PeerLinks { links, counters }
     }
@@ -86,7 +108,11 @@ impl PeerLinks {
     pub fn send(&self, to: NodeId, msg: Message, metrics: &NodeMetrics) {
         match self.links.get(&to) {
             Some(link) => {
-                if link.tx.try_send(msg).is_err() {
+                let queue = match msg {
+                    Message::InstallSnapshot(_) => &link.snapshots,
+                    _ => &link.tx,
+                };
+                if queue.try_send(msg).is_err() {
                     metrics.messages_dropped.increment(1);
                 }
             }
@@ -110,31 +136,44 @@ impl PeerLinks {
     }
 }
 
-struct LinkTask {
-    endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
+/// What a link needs to encode and count what it sends.
+struct Outbox {
     me: NodeId,
     peer: NodeId,
-    addr: SocketAddr,
     codec: Codec,
-    rx: mpsc::Receiver<Message>,
-    connected: Arc<AtomicBool>,
     counters: Arc<TransportCounters>,
     metrics: NodeMetrics,
 }
 
+struct LinkTask {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    out: Outbox,
+    rx: mpsc::Receiver<Message>,
+    snapshot_rx: mpsc::Receiver<Message>,
+    connected: Arc<AtomicBool>,
+}
+
+/// Why a stream's writer stopped.
+enum PumpEnd {
+    /// The node is shutting down (its queue closed).
+    Shutdown,
+    /// The stream failed: redial.
+    Lost(String),
+}
+
 impl LinkTask {
     async fn run(mut self) {
+        let (me, peer) = (self.out.me, self.out.peer);
         let mut backoff = BACKOFF_MIN;
-        // Frames of small messages are copied into `buf`; a message with large payloads goes
-        // out as its header followed by the payloads themselves (`chunks`, no copy).
-        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut raft = Batch::default();
+        let mut snap = Batch::default();
         loop {
-            let (conn, mut stream) = match self.dial().await {
+            let (conn, mut stream, mut snapshot_stream) = match self.dial().await {
                 Ok(open) => open,
                 Err(reason) => {
-                    tracing::debug!(node = self.me, peer = self.peer, addr = %self.addr, %reason, "peer unreachable");
+                    tracing::debug!(node = me, peer, addr = %self.addr, %reason, "peer unreachable");
                     if !self.drop_queued_for(backoff).await {
                         return;
                     }
@@ -144,54 +183,30 @@ impl LinkTask {
             };
             backoff = BACKOFF_MIN;
             self.connected.store(true, Ordering::Relaxed);
-            tracing::info!(node = self.me, peer = self.peer, addr = %self.addr, "connected to peer");
-            loop {
-                let Some(first) = self.rx.recv().await else {
-                    // The node is shutting down.
+            tracing::info!(node = me, peer, addr = %self.addr, "connected to peer");
+            let end = tokio::select! {
+                end = pump(&mut self.rx, &mut stream, &self.out, &mut raft) => end,
+                end = pump(&mut self.snapshot_rx, &mut snapshot_stream, &self.out, &mut snap) => end,
+            };
+            self.connected.store(false, Ordering::Relaxed);
+            match end {
+                PumpEnd::Shutdown => {
                     let _ = stream.finish();
+                    let _ = snapshot_stream.finish();
                     conn.close(super::CLOSE_SHUTDOWN.into(), b"shutdown");
                     return;
-                };
-                buf.clear();
-                chunks.clear();
-                let mut size = self.encode(&first, &mut buf, &mut chunks);
-                while size < WRITE_BATCH_BYTES {
-                    match self.rx.try_recv() {
-                        Ok(msg) => size += self.encode(&msg, &mut buf, &mut chunks),
-                        Err(_) => break,
-                    }
                 }
-                let written = if chunks.is_empty() {
-                    stream.write_all(&buf).await
-                } else {
-                    if !buf.is_empty() {
-                        chunks.push(Bytes::from(std::mem::take(&mut buf)));
-                    }
-                    stream.write_all_chunks(&mut chunks).await
-                };
-                if let Err(e) = written {
-                    tracing::info!(node = self.me, peer = self.peer, error = %e, "peer stream lost");
-                    break;
+                PumpEnd::Lost(e) => {
+                    tracing::info!(node = me, peer, error = %e, "peer stream lost");
                 }
-                self.counters.sent.fetch_add(size as u64, Ordering::Relaxed);
-                self.metrics.bytes_sent.increment(size as u64);
             }
-            self.connected.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Appends `msg` as one frame (see [`append_frame`]); a message that cannot be encoded
-    /// is dropped and counted.
-    fn encode(&self, msg: &Message, buf: &mut Vec<u8>, chunks: &mut Vec<Bytes>) -> usize {
-        append_frame(&self.codec, self.me, self.peer, msg, buf, chunks).unwrap_or_else(|e| {
-            tracing::warn!(node = self.me, peer = self.peer, error = %e, "message not sent");
-            self.metrics.messages_dropped.increment(1);
-            0
-        })
-    }
-
-    async fn dial(&self) -> Result<(quinn::Connection, quinn::SendStream), String> {
-        let name = tls::node_server_name(self.peer);
+    async fn dial(
+        &self,
+    ) -> Result<(quinn::Connection, quinn::SendStream, quinn::SendStream), String> {
+        let name = tls::node_server_name(self.out.peer);
         let connecting = self
             .endpoint
             .connect_with(self.config.clone(), self.addr, &name)
@@ -201,7 +216,14 @@ impl LinkTask {
             .map_err(|_| "connection timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let stream = conn.open_uni().await.map_err(|e| e.to_string())?;
-        Ok((conn, stream))
+        let snapshots = conn.open_uni().await.map_err(|e| e.to_string())?;
+        stream
+            .set_priority(PRIORITY_RAFT)
+            .map_err(|e| e.to_string())?;
+        snapshots
+            .set_priority(PRIORITY_SNAPSHOT)
+            .map_err(|e| e.to_string())?;
+        Ok((conn, stream, snapshots))
     }
 
     /// Waits `delay`, dropping whatever is queued meanwhile; false once the node shuts down.
@@ -210,12 +232,74 @@ impl LinkTask {
         loop {
             tokio::select! {
                 msg = self.rx.recv() => match msg {
-                    Some(_) => self.metrics.messages_dropped.increment(1),
+                    Some(_) => self.out.metrics.messages_dropped.increment(1),
+                    None => return false,
+                },
+                msg = self.snapshot_rx.recv() => match msg {
+                    Some(_) => self.out.metrics.messages_dropped.increment(1),
                     None => return false,
                 },
                 _ = tokio::time::sleep_until(deadline) => return true,
             }
         }
+    }
+}
+
+/// The reusable buffers of one stream's writes: frames of small messages are copied into
+/// `buf`; a message with large payloads goes out as its header followed by the payloads
+/// themselves (`chunks`, no copy).
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    chunks: Vec<Bytes>,
+}
+
+/// Writes every message queued in `rx` to `stream`, many frames per write, until the queue
+/// closes or the stream fails.
+async fn pump(
+    rx: &mut mpsc::Receiver<Message>,
+    stream: &mut quinn::SendStream,
+    out: &Outbox,
+    b: &mut Batch,
+) -> PumpEnd {
+    loop {
+        let Some(first) = rx.recv().await else {
+            return PumpEnd::Shutdown;
+        };
+        b.buf.clear();
+        b.chunks.clear();
+        let mut size = out.encode(&first, &mut b.buf, &mut b.chunks);
+        while size < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(msg) => size += out.encode(&msg, &mut b.buf, &mut b.chunks),
+                Err(_) => break,
+            }
+        }
+        let written = if b.chunks.is_empty() {
+            stream.write_all(&b.buf).await
+        } else {
+            if !b.buf.is_empty() {
+                b.chunks.push(Bytes::from(std::mem::take(&mut b.buf)));
+            }
+            stream.write_all_chunks(&mut b.chunks).await
+        };
+        if let Err(e) = written {
+            return PumpEnd::Lost(e.to_string());
+        }
+        out.counters.sent.fetch_add(size as u64, Ordering::Relaxed);
+        out.metrics.bytes_sent.increment(size as u64);
+    }
+}
+
+impl Outbox {
+    /// Appends `msg` as one frame (see [`append_frame`]); a message that cannot be encoded
+    /// is dropped and counted.
+    fn encode(&self, msg: &Message, buf: &mut Vec<u8>, chunks: &mut Vec<Bytes>) -> usize {
+        append_frame(&self.codec, self.me, self.peer, msg, buf, chunks).unwrap_or_else(|e| {
+            tracing::warn!(node = self.me, peer = self.peer, error = %e, "message not sent");
+            self.metrics.messages_dropped.increment(1);
+            0
+        })
     }
 }
 
@@ -234,6 +318,7 @@ fn append_frame(
 ) -> Result<usize, EncodeError> {
     let payload: usize = match msg {
         Message::AppendEntries(m) => m.entries.iter().map(|e| e.data.len()).sum(),
+        Message::InstallSnapshot(m) => m.data.len(),
         _ => 0,
     };
     if payload < ZERO_COPY_PAYLOAD_BYTES {

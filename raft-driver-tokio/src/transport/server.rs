@@ -173,6 +173,13 @@ async fn client_stream(
                 reason: "the node is shutting down".into(),
             })
         }
+        ClientRequest::Snapshot => {
+            let (reply, answer) = oneshot::channel();
+            let _ = ctx.core.send(CoreEvent::TriggerSnapshot { reply });
+            answer.await.unwrap_or_else(|_| ClientResponse::Rejected {
+                reason: "the node is shutting down".into(),
+            })
+        }
         ClientRequest::Status => {
             let (reply, answer) = oneshot::channel();
             let _ = ctx.core.send(CoreEvent::Status { reply });

@@ -58,6 +58,7 @@ impl TestCluster {
                 heartbeat_ticks: 2,
                 pre_vote: true,
                 check_quorum: true,
+                snapshot: Default::default(),
             };
             let path = dir.path().join(format!("node-{id}.toml"));
             std::fs::write(&path, cfg.to_toml()).unwrap();

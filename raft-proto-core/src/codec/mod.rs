@@ -14,14 +14,16 @@
 //! ```
 //!
 //! The header mirrors [`Message`] field by field, except that a log entry is written as
-//! `(term, index, kind byte, payload length)`: payload bytes never pass through bincode. The
-//! payload lengths must add up to exactly the bytes that follow the header. A frame carries no
+//! `(term, index, kind byte, payload length)` and a snapshot chunk as its length: payload bytes
+//! never pass through bincode. The payload lengths must add up to exactly the bytes that follow
+//! the header. A frame carries no
 //! length prefix of its own; delimiting frames is the transport's job (one frame per QUIC
 //! stream, a length-delimited codec, ...).
 //!
-//! Decoding is zero copy for payloads: each decoded entry's data is a [`Bytes::slice`] of the
-//! frame. Decoding never panics on any input and never allocates more than the entries vector,
-//! whose length is bounded by the frame size (every entry takes at least four header bytes).
+//! Decoding is zero copy for payloads: each decoded entry's data (and a snapshot chunk) is a
+//! [`Bytes::slice`] of the frame. Decoding never panics on any input and never allocates more
+//! than its vectors (entries, member ids), whose lengths are bounded by the frame size (every
+//! element takes at least one header byte).
 
 use bincode::de::read::Reader;
 use bincode::de::{Decode, Decoder, DecoderImpl};
@@ -30,10 +32,11 @@ use bincode::error::{DecodeError as BincodeDecodeError, EncodeError as BincodeEn
 use bytes::Bytes;
 
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
-    RequestVote, RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse,
+    InstallSnapshot, InstallSnapshotResponse, Message, RequestVote, RequestVoteResponse,
+    SnapshotAck,
 };
-use crate::types::{Entry, EntryKind, Index, LogId, NodeId};
+use crate::types::{Entry, EntryKind, Index, LogId, Membership, NodeId, SnapshotMeta};
 
 /// The version byte that starts every frame.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -177,16 +180,15 @@ impl Codec {
     ) -> Result<(), EncodeError> {
         let payload = self.write_head(from, to, msg, buf)?;
         buf.reserve(payload);
-        for entry in entries_of(msg) {
-            buf.extend_from_slice(&entry.data);
+        for data in payloads_of(msg) {
+            buf.extend_from_slice(data);
         }
         Ok(())
     }
 
     /// Convenience: a fresh frame as [`Bytes`].
     pub fn encode(&self, from: NodeId, to: NodeId, msg: &Message) -> Result<Bytes, EncodeError> {
-        let entries = entries_of(msg);
-        let hint = head_capacity(entries).saturating_add(payload_len(entries));
+        let hint = head_capacity(msg).saturating_add(payload_len(msg));
         let mut buf = Vec::with_capacity(hint.min(self.max_frame_bytes));
         self.encode_into(from, to, msg, &mut buf)?;
         Ok(Bytes::from(buf))
@@ -203,13 +205,12 @@ impl Codec {
         msg: &Message,
         chunks: &mut Vec<Bytes>,
     ) -> Result<(), EncodeError> {
-        let entries = entries_of(msg);
-        let mut head = Vec::with_capacity(head_capacity(entries).min(self.max_frame_bytes));
+        let mut head = Vec::with_capacity(head_capacity(msg).min(self.max_frame_bytes));
         self.write_head(from, to, msg, &mut head)?;
-        chunks.reserve(1 + entries.len());
+        chunks.reserve(1 + entries_of(msg).len());
         chunks.push(Bytes::from(head));
-        let payloads = entries.iter().filter(|e| !e.data.is_empty());
-        chunks.extend(payloads.map(|e| e.data.clone()));
+        let payloads = payloads_of(msg).filter(|d| !d.is_empty());
+        chunks.extend(payloads.cloned());
         Ok(())
     }
 
@@ -245,7 +246,7 @@ impl Codec {
             failure: None,
         };
         let mut decoder = DecoderImpl::new(HeaderReader { rest: header }, CONFIG, ctx);
-        let wire = Wire::<EntriesIn>::decode(&mut decoder);
+        let wire = WireIn::decode(&mut decoder);
         if let Some(failure) = decoder.context().failure.take() {
             return Err(failure);
         }
@@ -281,7 +282,7 @@ impl Codec {
         buf: &mut Vec<u8>,
     ) -> Result<usize, EncodeError> {
         let max = self.max_frame_bytes;
-        let payload = payload_len(entries_of(msg));
+        let payload = payload_len(msg);
         let at_least = FIXED_LEN.saturating_add(payload);
         if at_least > max {
             return Err(EncodeError::FrameTooLarge { len: at_least, max });
@@ -312,23 +313,43 @@ fn entries_of(msg: &Message) -> &[Entry] {
     }
 }
 
-/// Total payload size of `entries`, saturated at `usize::MAX`.
-fn payload_len(entries: &[Entry]) -> usize {
-    entries
-        .iter()
-        .fold(0usize, |sum, e| sum.saturating_add(e.data.len()))
+/// The payloads that follow a message's header, in order: entry payloads, or a snapshot chunk.
+fn payloads_of(msg: &Message) -> impl Iterator<Item = &Bytes> {
+    let chunk = match msg {
+        Message::InstallSnapshot(m) => Some(&m.data),
+        _ => None,
+    };
+    entries_of(msg).iter().map(|e| &e.data).chain(chunk)
 }
 
-/// An upper bound on the size of the fixed and bincode headers of a message with `entries`.
-fn head_capacity(entries: &[Entry]) -> usize {
-    let table = entries.len().saturating_mul(MAX_ENTRY_WIRE_BYTES);
+/// Total payload size of a message, saturated at `usize::MAX`.
+fn payload_len(msg: &Message) -> usize {
+    payloads_of(msg).fold(0usize, |sum, d| sum.saturating_add(d.len()))
+}
+
+/// Most header bytes a member id takes (a 9-byte varint is the worst case; 10 for safety).
+const MAX_ID_WIRE_BYTES: usize = 10;
+
+/// An upper bound on the size of the fixed and bincode headers of a message.
+fn head_capacity(msg: &Message) -> usize {
+    let table = match msg {
+        Message::AppendEntries(m) => m.entries.len().saturating_mul(MAX_ENTRY_WIRE_BYTES),
+        Message::InstallSnapshot(m) => {
+            let b = &m.meta.membership;
+            (b.voters.len() + b.outgoing.len() + b.learners.len())
+                .saturating_mul(MAX_ID_WIRE_BYTES)
+                .saturating_add(3 * MAX_ID_WIRE_BYTES)
+        }
+        _ => 0,
+    };
     (FIXED_LEN + MAX_HEADER_BASE_BYTES).saturating_add(table)
 }
 
 /// The bincode header: a mirror of [`Message`] with the fields of each variant in declaration
-/// order, log ids as `(term, index)`, and an entry list `E` written without payloads.
+/// order, log ids as `(term, index)`, an entry list `E` written without payloads, member id
+/// lists `I` and a snapshot chunk `D` written as its length.
 #[derive(bincode::Encode, bincode::Decode)]
-enum Wire<E> {
+enum Wire<E, I, D> {
     /// term, pre_vote, last_log
     RequestVote(u64, bool, (u64, u64)),
     /// term, pre_vote, granted
@@ -341,6 +362,19 @@ enum Wire<E> {
     Heartbeat(u64, u64),
     /// term
     HeartbeatResponse(u64),
+    /// term, last entry, voters, outgoing voters, learners, size, offset, chunk
+    InstallSnapshot(u64, (u64, u64), I, I, I, u64, u64, D),
+    /// term, snapshot's last entry, ack
+    InstallSnapshotResponse(u64, (u64, u64), WireSnapshotAck),
+}
+
+/// Mirror of [`SnapshotAck`].
+#[derive(bincode::Encode, bincode::Decode)]
+enum WireSnapshotAck {
+    /// next offset
+    Received(u64),
+    /// from
+    Resend(u64),
 }
 
 /// Mirror of [`AppendResult`].
@@ -376,7 +410,32 @@ impl Encode for EntriesOut<'_> {
     }
 }
 
-fn wire_of(msg: &Message) -> Wire<EntriesOut<'_>> {
+/// Encodes member ids as a count followed by the ids.
+struct IdsOut<'a>(&'a [NodeId]);
+
+impl Encode for IdsOut<'_> {
+    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), BincodeEncodeError> {
+        (self.0.len() as u64).encode(encoder)?;
+        for id in self.0 {
+            id.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a snapshot chunk as its length (the bytes follow the header).
+struct DataOut(u64);
+
+impl Encode for DataOut {
+    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), BincodeEncodeError> {
+        self.0.encode(encoder)
+    }
+}
+
+type WireOut<'a> = Wire<EntriesOut<'a>, IdsOut<'a>, DataOut>;
+type WireIn = Wire<EntriesIn, IdsIn, DataIn>;
+
+fn wire_of(msg: &Message) -> WireOut<'_> {
     match msg {
         Message::RequestVote(m) => Wire::RequestVote(m.term, m.pre_vote, wire_id(m.last_log)),
         Message::RequestVoteResponse(m) => Wire::RequestVoteResponse(m.term, m.pre_vote, m.granted),
@@ -394,6 +453,27 @@ fn wire_of(msg: &Message) -> Wire<EntriesOut<'_>> {
         ),
         Message::Heartbeat(m) => Wire::Heartbeat(m.term, m.commit),
         Message::HeartbeatResponse(m) => Wire::HeartbeatResponse(m.term),
+        Message::InstallSnapshot(m) => {
+            let b = &m.meta.membership;
+            Wire::InstallSnapshot(
+                m.term,
+                wire_id(m.meta.last_id()),
+                IdsOut(&b.voters),
+                IdsOut(&b.outgoing),
+                IdsOut(&b.learners),
+                m.size,
+                m.offset,
+                DataOut(m.data.len() as u64),
+            )
+        }
+        Message::InstallSnapshotResponse(m) => Wire::InstallSnapshotResponse(
+            m.term,
+            wire_id(m.snapshot),
+            match m.result {
+                SnapshotAck::Received { next_offset } => WireSnapshotAck::Received(next_offset),
+                SnapshotAck::Resend { from } => WireSnapshotAck::Resend(from),
+            },
+        ),
     }
 }
 
@@ -451,6 +531,42 @@ impl<'a> Decode<DecodeCtx<'a>> for EntriesIn {
     }
 }
 
+/// Decoded member ids; their count is checked against the frame size before anything is
+/// reserved.
+struct IdsIn(Vec<NodeId>);
+
+impl<'a> Decode<DecodeCtx<'a>> for IdsIn {
+    fn decode<D: Decoder<Context = DecodeCtx<'a>>>(
+        decoder: &mut D,
+    ) -> Result<Self, BincodeDecodeError> {
+        let count = u64::decode(decoder)?;
+        if count > decoder.context().frame.len() as u64 {
+            return Err(BincodeDecodeError::Other(
+                "more member ids than the frame can hold",
+            ));
+        }
+        let mut ids = Vec::with_capacity((count as usize).min(64));
+        for _ in 0..count {
+            ids.push(u64::decode(decoder)?);
+        }
+        Ok(IdsIn(ids))
+    }
+}
+
+/// A decoded snapshot chunk's declared length (its bytes are cut from the frame later).
+struct DataIn(u64);
+
+impl<'a> Decode<DecodeCtx<'a>> for DataIn {
+    fn decode<D: Decoder<Context = DecodeCtx<'a>>>(
+        decoder: &mut D,
+    ) -> Result<Self, BincodeDecodeError> {
+        let len = u64::decode(decoder)?;
+        let ctx = decoder.context();
+        ctx.declared = ctx.declared.saturating_add(len);
+        Ok(DataIn(len))
+    }
+}
+
 /// A bincode reader over the header that tells how many bytes are left after decoding.
 struct HeaderReader<'a> {
     rest: &'a [u8],
@@ -480,7 +596,7 @@ impl Reader for HeaderReader<'_> {
 /// Builds the message from its decoded header; payloads are cut from `frame` at `payload_start`.
 /// The caller has checked that the declared payload lengths add up to the rest of the frame.
 fn message_from_wire(
-    wire: Wire<EntriesIn>,
+    wire: WireIn,
     frame: &Bytes,
     payload_start: usize,
 ) -> Result<Message, DecodeError> {
@@ -538,6 +654,49 @@ fn message_from_wire(
         }
         Wire::Heartbeat(term, commit) => Message::Heartbeat(Heartbeat { term, commit }),
         Wire::HeartbeatResponse(term) => Message::HeartbeatResponse(HeartbeatResponse { term }),
+        Wire::InstallSnapshot(
+            term,
+            last,
+            IdsIn(voters),
+            IdsIn(outgoing),
+            IdsIn(learners),
+            size,
+            offset,
+            DataIn(len),
+        ) => {
+            // The caller checked that the declared length is exactly what follows the header.
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| payload_start.checked_add(len))
+                .filter(|&end| end <= frame.len())
+                .ok_or_else(|| DecodeError::Malformed("payload out of bounds".into()))?;
+            let last = log_id(last);
+            Message::InstallSnapshot(InstallSnapshot {
+                term,
+                meta: SnapshotMeta {
+                    last_index: last.index,
+                    last_term: last.term,
+                    membership: Membership {
+                        voters,
+                        outgoing,
+                        learners,
+                    },
+                },
+                size,
+                offset,
+                data: frame.slice(payload_start..end),
+            })
+        }
+        Wire::InstallSnapshotResponse(term, snapshot, ack) => {
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term,
+                snapshot: log_id(snapshot),
+                result: match ack {
+                    WireSnapshotAck::Received(next_offset) => SnapshotAck::Received { next_offset },
+                    WireSnapshotAck::Resend(from) => SnapshotAck::Resend { from },
+                },
+            })
+        }
     })
 }
 

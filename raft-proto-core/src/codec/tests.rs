@@ -96,7 +96,7 @@ fn raw_frame(header: impl Encode, tail: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
-fn forged_append<E>(prev_index: u64, entries: E) -> Wire<E> {
+fn forged_append<E>(prev_index: u64, entries: E) -> Wire<E, IdsOut<'static>, DataOut> {
     Wire::AppendEntries(1, (1, prev_index), 0, entries)
 }
 

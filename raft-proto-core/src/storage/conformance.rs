@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::Storage;
 use crate::config::RecoveredState;
 use crate::io::PersistWrite;
-use crate::types::{Entry, EntryKind, HardState, Index, SnapshotMeta, Term};
+use crate::types::{Entry, EntryKind, HardState, Index, Membership, SnapshotMeta, Term};
 
 /// Makes an empty store.
 pub type Fresh<'a, S> = &'a mut dyn FnMut() -> S;
@@ -139,10 +139,21 @@ fn install<S: Storage>(s: &mut S, meta: SnapshotMeta, chunks: &[&[u8]]) {
     ok(s.finish_snapshot(), "finish_snapshot");
 }
 
+/// Snapshot metadata whose membership differs by index, so that a backend must keep it whole
+/// (voters, a joint outgoing set on even indexes, a learner).
 fn meta(last_index: Index, last_term: Term) -> SnapshotMeta {
     SnapshotMeta {
         last_index,
         last_term,
+        membership: Membership {
+            voters: vec![1, 2, 3],
+            outgoing: if last_index.is_multiple_of(2) {
+                vec![1, 2, 4]
+            } else {
+                Vec::new()
+            },
+            learners: vec![last_index + 10],
+        },
     }
 }
 
@@ -513,6 +524,7 @@ fn snapshot_chunks_and_offsets<S: Storage>(fresh: Fresh<'_, S>, reopen: Reopen<'
             "not visible before finish"
         );
         assert!(ok(s.read_snapshot_chunk(0, 100), "read").is_empty());
+        assert_eq!(ok(s.snapshot_len(), "len"), 0, "no snapshot yet");
     }
     ok(s.finish_snapshot(), "finish");
     for round in 0..2 {
@@ -521,6 +533,7 @@ fn snapshot_chunks_and_offsets<S: Storage>(fresh: Fresh<'_, S>, reopen: Reopen<'
             Some(meta(5, 2)),
             "round {round}"
         );
+        assert_eq!(ok(s.snapshot_len(), "len"), 10_000, "round {round}");
         for (off, len) in [
             (0, 1),
             (0, 10_000),

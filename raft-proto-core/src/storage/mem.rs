@@ -133,7 +133,7 @@ impl Storage for MemStorage {
         let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
         Ok(RecoveredState {
             hard_state: self.hard_state,
-            snapshot: self.snapshot.as_ref().map(|s| s.0),
+            snapshot: self.snapshot.as_ref().map(|s| s.0.clone()),
             entries: self
                 .entries
                 .iter()
@@ -220,7 +220,11 @@ impl Storage for MemStorage {
     }
 
     fn snapshot_meta(&self) -> Result<Option<SnapshotMeta>, Self::Error> {
-        Ok(self.snapshot.as_ref().map(|s| s.0))
+        Ok(self.snapshot.as_ref().map(|s| s.0.clone()))
+    }
+
+    fn snapshot_len(&self) -> Result<u64, Self::Error> {
+        Ok(self.snapshot.as_ref().map_or(0, |s| s.1.len() as u64))
     }
 
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error> {

@@ -101,6 +101,9 @@ pub trait Storage: Send + 'static {
 
     /// Up to `max_len` bytes of the latest snapshot's data from `offset`; empty at the end.
     fn read_snapshot_chunk(&self, offset: u64, max_len: usize) -> Result<Bytes, Self::Error>;
+
+    /// Size in bytes of the latest snapshot's data (0 without a snapshot).
+    fn snapshot_len(&self) -> Result<u64, Self::Error>;
 }
 
 #[cfg(any(test, feature = "conformance"))]

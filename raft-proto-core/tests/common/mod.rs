@@ -1,33 +1,125 @@
 //! A small in-memory cluster for scenario tests: a message queue as the network, vectors as
-//! disks, and explicit control over delivery, persistence, partitions and crashes.
+//! disks, and explicit control over delivery, persistence, partitions and crashes. Each node's
+//! "state machine" is the list of entries it applied; its snapshot is that list, encoded.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_proto_core::{
-    Config, Entry, HardState, Input, Message, NodeId, Output, PersistWrite, RaftNode,
-    RecoveredState, Role,
+    Config, Entry, EntryKind, HardState, Index, Input, Message, NodeId, Output, PersistWrite,
+    RaftNode, RecoveredState, Role, SnapshotMeta,
 };
 
-/// What a node's disk holds durably, plus writes requested but not yet durable.
+/// A durable step the node asked for and that is not durable yet.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Write(PersistWrite),
+    Install { seq: u64, meta: SnapshotMeta },
+}
+
+impl Step {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Step::Write(w) => w.seq,
+            Step::Install { seq, .. } => *seq,
+        }
+    }
+}
+
+/// What a node's disk holds durably, plus steps requested but not yet durable.
 #[derive(Debug, Default, Clone)]
 pub struct Disk {
     pub hard_state: HardState,
+    /// Last compacted index: `entries` start after it.
+    pub offset: Index,
     pub entries: Vec<Entry>,
-    pub pending: VecDeque<PersistWrite>,
+    pub snapshot: Option<(SnapshotMeta, Bytes)>,
+    /// A snapshot being received: its metadata and the bytes so far.
+    pub incoming: Option<(SnapshotMeta, Vec<u8>)>,
+    pub pending: VecDeque<Step>,
 }
 
 impl Disk {
-    fn apply(&mut self, w: &PersistWrite) {
-        if let Some(t) = w.truncate_from {
-            self.entries.retain(|e| e.index < t);
-        }
-        self.entries.extend(w.entries.iter().cloned());
-        if let Some(hs) = w.hard_state {
-            self.hard_state = hs;
+    fn apply(&mut self, step: Step) {
+        match step {
+            Step::Write(w) => {
+                if let Some(t) = w.truncate_from {
+                    self.entries.retain(|e| e.index < t);
+                }
+                self.entries.extend(w.entries.iter().cloned());
+                if let Some(hs) = w.hard_state {
+                    self.hard_state = hs;
+                }
+            }
+            Step::Install { meta, .. } => {
+                let (incoming, data) = self.incoming.take().expect("a snapshot was received");
+                assert_eq!(incoming, meta, "the installed snapshot is the one received");
+                let continues = self
+                    .entries
+                    .iter()
+                    .any(|e| e.index == meta.last_index && e.term == meta.last_term);
+                if continues {
+                    self.entries.retain(|e| e.index > meta.last_index);
+                } else {
+                    self.entries.clear();
+                }
+                self.offset = meta.last_index;
+                self.snapshot = Some((meta, Bytes::from(data)));
+            }
         }
     }
+
+    fn recovered(&self) -> RecoveredState {
+        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
+        RecoveredState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.as_ref().map(|s| s.0.clone()),
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.index > covered)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Encodes a list of applied entries as a snapshot (index, term, kind, length, data each).
+pub fn encode_state(applied: &[Entry]) -> Bytes {
+    let mut out = Vec::new();
+    for e in applied {
+        out.extend_from_slice(&e.index.to_le_bytes());
+        out.extend_from_slice(&e.term.to_le_bytes());
+        out.push(u8::from(e.kind == EntryKind::Noop));
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.data);
+    }
+    Bytes::from(out)
+}
+
+/// The inverse of [`encode_state`].
+pub fn decode_state(mut b: &[u8]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let index = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let term = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+        let kind = if b[16] == 1 {
+            EntryKind::Noop
+        } else {
+            EntryKind::Normal
+        };
+        let len = u32::from_le_bytes(b[17..21].try_into().expect("4 bytes")) as usize;
+        let data = Bytes::copy_from_slice(&b[21..21 + len]);
+        out.push(Entry {
+            term,
+            index,
+            kind,
+            data,
+        });
+        b = &b[21 + len..];
+    }
+    out
 }
 
 pub struct Cluster {
@@ -39,7 +131,18 @@ pub struct Cluster {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     /// When true, every write is made durable and acknowledged right away.
     pub auto_persist: bool,
+    /// When true, applied entries and restores are reported back (`Input::Applied`) at once.
+    pub report_applied: bool,
+    /// When true, snapshots asked for are taken and reported at once; otherwise they wait in
+    /// `snapshot_requests`.
+    pub auto_snapshot: bool,
+    pub snapshot_requests: BTreeMap<NodeId, SnapshotMeta>,
+    /// Reads the nodes asked for (entries and snapshot chunks), carried out at once unless
+    /// `hold_reads` is set.
+    pub hold_reads: bool,
+    pub reads: VecDeque<(NodeId, Output)>,
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    pub restores: BTreeMap<NodeId, usize>,
     pub trace: Vec<(NodeId, Output)>,
     pub configs: BTreeMap<NodeId, Config>,
 }
@@ -70,7 +173,13 @@ impl Cluster {
             net: VecDeque::new(),
             cut: BTreeSet::new(),
             auto_persist: true,
+            report_applied: false,
+            auto_snapshot: true,
+            snapshot_requests: BTreeMap::new(),
+            hold_reads: false,
+            reads: VecDeque::new(),
             applied: BTreeMap::new(),
+            restores: BTreeMap::new(),
             trace: Vec::new(),
             configs,
         };
@@ -82,18 +191,22 @@ impl Cluster {
         cl
     }
 
-    /// (Re)creates node `id` from what its disk holds durably.
+    /// (Re)creates node `id` from what its disk holds durably; its state machine restarts from
+    /// the disk's snapshot.
     pub fn restart(&mut self, id: NodeId) {
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.pending.clear();
-        let rec = RecoveredState {
-            hard_state: disk.hard_state,
-            snapshot: None,
-            entries: disk.entries.clone(),
-        };
+        disk.incoming = None;
+        let rec = disk.recovered();
+        let state = disk
+            .snapshot
+            .as_ref()
+            .map_or_else(Vec::new, |s| decode_state(&s.1));
         let node = RaftNode::new(self.configs[&id].clone(), rec).expect("valid recovery");
         self.nodes.insert(id, node);
-        self.applied.insert(id, Vec::new());
+        self.applied.insert(id, state);
+        self.snapshot_requests.remove(&id);
+        self.reads.retain(|(n, _)| *n != id);
     }
 
     pub fn node(&self, id: NodeId) -> &RaftNode {
@@ -104,39 +217,183 @@ impl Cluster {
         let outs = self.nodes.get_mut(&id).expect("node").step(input);
         for o in outs {
             self.trace.push((id, o.clone()));
-            match o {
-                Output::Send { to, msg } if !self.cut.contains(&(id, to)) => {
-                    self.net.push_back((id, to, msg));
-                }
-                Output::Persist(w) => {
-                    let seq = w.seq;
-                    let disk = self.disks.get_mut(&id).expect("disk");
-                    disk.pending.push_back(w);
-                    if self.auto_persist {
-                        self.persist(id, seq);
-                    }
-                }
-                Output::Apply { entries } => {
-                    self.applied.get_mut(&id).expect("applied").extend(entries);
-                }
-                _ => {}
-            }
+            self.output(id, o);
         }
     }
 
-    /// Makes node `id`'s pending writes up to `seq` durable and reports it.
+    fn output(&mut self, id: NodeId, o: Output) {
+        match o {
+            Output::Send { to, msg } if !self.cut.contains(&(id, to)) => {
+                self.net.push_back((id, to, msg));
+            }
+            Output::Persist(w) => self.durable_step(id, Step::Write(w)),
+            Output::InstallSnapshot { seq, meta } => {
+                self.durable_step(id, Step::Install { seq, meta })
+            }
+            Output::Apply { entries } => {
+                let last = entries.last().map(|e| e.index);
+                self.applied.get_mut(&id).expect("applied").extend(entries);
+                if let (true, Some(index)) = (self.report_applied, last) {
+                    self.step(id, Input::Applied { index });
+                }
+            }
+            Output::TakeSnapshot { meta } => {
+                let applied = &self.applied[&id];
+                assert_eq!(
+                    applied.last().map_or(0, |e| e.index),
+                    meta.last_index,
+                    "node {id}: a snapshot is asked for at exactly what was handed out"
+                );
+                if self.auto_snapshot {
+                    self.take_snapshot(id, meta);
+                } else {
+                    self.snapshot_requests.insert(id, meta);
+                }
+            }
+            Output::Compact { through } => {
+                let disk = self.disks.get_mut(&id).expect("disk");
+                let covered = disk.snapshot.as_ref().map_or(0, |s| s.0.last_index);
+                assert!(through <= covered, "node {id} compacts past its snapshot");
+                disk.entries.retain(|e| e.index > through);
+                disk.offset = disk.offset.max(through);
+            }
+            Output::SnapshotChunk { meta, offset, data } => {
+                let disk = self.disks.get_mut(&id).expect("disk");
+                if offset == 0 {
+                    disk.incoming = Some((meta.clone(), Vec::new()));
+                }
+                let (m, buf) = disk
+                    .incoming
+                    .as_mut()
+                    .expect("a snapshot is being received");
+                assert_eq!(*m, meta, "chunks of one snapshot");
+                assert_eq!(buf.len() as u64, offset, "chunks come in order");
+                buf.extend_from_slice(&data);
+            }
+            Output::RestoreSnapshot { meta } => {
+                let disk = &self.disks[&id];
+                let (m, data) = disk
+                    .snapshot
+                    .as_ref()
+                    .expect("restore from a stored snapshot");
+                assert_eq!(*m, meta, "restore from the installed snapshot");
+                let state = decode_state(data);
+                self.applied.insert(id, state);
+                *self.restores.entry(id).or_default() += 1;
+                if self.report_applied {
+                    self.step(
+                        id,
+                        Input::Applied {
+                            index: meta.last_index,
+                        },
+                    );
+                }
+            }
+            read @ (Output::FetchEntries { .. } | Output::ReadSnapshot { .. }) => {
+                self.reads.push_back((id, read));
+                if !self.hold_reads {
+                    self.serve_reads();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn durable_step(&mut self, id: NodeId, step: Step) {
+        let seq = step.seq();
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.pending.push_back(step);
+        if self.auto_persist {
+            self.persist(id, seq);
+        }
+    }
+
+    /// Takes the snapshot node `id` asked for: its applied list, stored and reported.
+    pub fn take_snapshot(&mut self, id: NodeId, meta: SnapshotMeta) {
+        let applied = &self.applied[&id];
+        let state: Vec<Entry> = applied
+            .iter()
+            .filter(|e| e.index <= meta.last_index)
+            .cloned()
+            .collect();
+        let data = encode_state(&state);
+        let index = meta.last_index;
+        self.disks.get_mut(&id).expect("disk").snapshot = Some((meta, data));
+        self.step(id, Input::SnapshotTaken { index });
+    }
+
+    /// Takes the snapshots asked for while `auto_snapshot` was off.
+    pub fn take_requested_snapshots(&mut self) {
+        for (id, meta) in std::mem::take(&mut self.snapshot_requests) {
+            self.take_snapshot(id, meta);
+        }
+    }
+
+    /// Carries out the reads the nodes asked for, in order.
+    pub fn serve_reads(&mut self) {
+        while let Some((id, read)) = self.reads.pop_front() {
+            if !self.nodes.contains_key(&id) {
+                continue;
+            }
+            let disk = &self.disks[&id];
+            let input = match read {
+                Output::FetchEntries {
+                    to,
+                    lo,
+                    hi,
+                    max_bytes,
+                } => {
+                    let mut size = 0u64;
+                    let mut entries = Vec::new();
+                    for e in disk
+                        .entries
+                        .iter()
+                        .filter(|e| e.index >= lo && e.index < hi)
+                    {
+                        size += e.data.len() as u64;
+                        if !entries.is_empty() && size > max_bytes {
+                            break;
+                        }
+                        entries.push(e.clone());
+                    }
+                    Input::EntriesFetched { to, lo, entries }
+                }
+                Output::ReadSnapshot {
+                    to,
+                    offset,
+                    max_len,
+                    ..
+                } => {
+                    let (meta, data) = disk.snapshot.as_ref().expect("a snapshot to read");
+                    let start = (offset as usize).min(data.len());
+                    let end = (start + max_len as usize).min(data.len());
+                    Input::SnapshotRead {
+                        to,
+                        snapshot: meta.last_id(),
+                        offset,
+                        data: data.slice(start..end),
+                        total: data.len() as u64,
+                    }
+                }
+                _ => continue,
+            };
+            self.step(id, input);
+        }
+    }
+
+    /// Makes node `id`'s pending steps up to `seq` durable and reports it.
     pub fn persist(&mut self, id: NodeId, seq: u64) {
         let disk = self.disks.get_mut(&id).expect("disk");
-        while disk.pending.front().is_some_and(|w| w.seq <= seq) {
+        while disk.pending.front().is_some_and(|w| w.seq() <= seq) {
             let w = disk.pending.pop_front().expect("front");
-            disk.apply(&w);
+            disk.apply(w);
         }
         self.step(id, Input::Persisted { seq });
     }
 
-    /// Makes every pending write of node `id` durable.
+    /// Makes every pending step of node `id` durable.
     pub fn persist_all(&mut self, id: NodeId) {
-        if let Some(seq) = self.disks[&id].pending.back().map(|w| w.seq) {
+        if let Some(seq) = self.disks[&id].pending.back().map(Step::seq) {
             self.persist(id, seq);
         }
     }
@@ -226,5 +483,10 @@ impl Cluster {
     /// Messages in the network whose kind is `kind`.
     pub fn queued(&self, kind: &str) -> usize {
         self.net.iter().filter(|m| m.2.kind() == kind).count()
+    }
+
+    /// Outputs of node `id` in the trace that match `f`.
+    pub fn count_outputs(&self, id: NodeId, f: impl Fn(&Output) -> bool) -> usize {
+        self.trace.iter().filter(|(n, o)| *n == id && f(o)).count()
     }
 }

@@ -54,6 +54,13 @@ impl Record {
                 out.push(SNAPSHOT_BEGIN);
                 out.extend_from_slice(&meta.last_index.to_le_bytes());
                 out.extend_from_slice(&meta.last_term.to_le_bytes());
+                let m = &meta.membership;
+                for list in [&m.voters, &m.outgoing, &m.learners] {
+                    out.extend_from_slice(&(list.len() as u64).to_le_bytes());
+                    for id in list.iter() {
+                        out.extend_from_slice(&id.to_le_bytes());
+                    }
+                }
             }
             Record::SnapshotChunk(data) => {
                 out.push(SNAPSHOT_CHUNK);
@@ -83,10 +90,29 @@ impl Record {
         let rec = match b.u8()? {
             WRITE => Record::Write(decode_write(&mut b)?),
             COMPACT => Record::Compact(b.u64()?),
-            SNAPSHOT_BEGIN => Record::SnapshotBegin(SnapshotMeta {
-                last_index: b.u64()?,
-                last_term: b.u64()?,
-            }),
+            SNAPSHOT_BEGIN => {
+                let last_index = b.u64()?;
+                let last_term = b.u64()?;
+                let mut list = || -> Option<Vec<u64>> {
+                    let n = usize::try_from(b.u64()?).ok()?;
+                    if n > b.0.len() / 8 {
+                        return None;
+                    }
+                    (0..n).map(|_| b.u64()).collect()
+                };
+                let voters = list()?;
+                let outgoing = list()?;
+                let learners = list()?;
+                Record::SnapshotBegin(SnapshotMeta {
+                    last_index,
+                    last_term,
+                    membership: raft_proto_core::Membership {
+                        voters,
+                        outgoing,
+                        learners,
+                    },
+                })
+            }
             SNAPSHOT_CHUNK => {
                 let n = usize::try_from(b.u64()?).ok()?;
                 Record::SnapshotChunk(Bytes::copy_from_slice(b.take(n)?))
@@ -221,6 +247,7 @@ mod tests {
             Record::SnapshotBegin(SnapshotMeta {
                 last_index: 9,
                 last_term: 3,
+                membership: raft_proto_core::Membership::voters([1, 2, 3]),
             }),
             Record::SnapshotChunk(Bytes::from_static(b"some state")),
             Record::SnapshotChunk(Bytes::new()),

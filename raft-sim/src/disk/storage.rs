@@ -111,6 +111,11 @@ impl Storage for SimDisk {
         self.healthy()?;
         self.view.snapshot_chunk(offset, max_len)
     }
+
+    fn snapshot_len(&self) -> Result<u64, Self::Error> {
+        self.healthy()?;
+        self.view.snapshot_len()
+    }
 }
 
 #[cfg(test)]
@@ -166,8 +171,9 @@ mod tests {
         let old = SnapshotMeta {
             last_index: 2,
             last_term: 1,
+            membership: raft_proto_core::Membership::voters([1, 2, 3]),
         };
-        d.begin_snapshot(old).unwrap();
+        d.begin_snapshot(old.clone()).unwrap();
         d.write_snapshot_chunk(b"old").unwrap();
         d.finish_snapshot().unwrap();
         assert!(!d.has_unsynced());
@@ -179,6 +185,7 @@ mod tests {
             c.begin_snapshot(SnapshotMeta {
                 last_index: 4,
                 last_term: 1,
+                membership: raft_proto_core::Membership::voters([1, 2, 3]),
             })
             .unwrap();
             c.write_snapshot_chunk(&[7; 100]).unwrap();
@@ -187,7 +194,7 @@ mod tests {
             let report = c.crash(&mut rng, true);
             torn |= report.torn;
             let rec = c.recover().unwrap();
-            assert_eq!(rec.snapshot, Some(old));
+            assert_eq!(rec.snapshot, Some(old.clone()));
             assert_eq!(c.read_snapshot_chunk(0, 10).unwrap(), &b"old"[..]);
             assert_eq!(
                 c.finish_snapshot(),

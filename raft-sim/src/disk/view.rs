@@ -48,6 +48,11 @@ impl View {
         Ok(self.0.read_snapshot_chunk(offset, max_len)?)
     }
 
+    /// Size of the latest snapshot's data.
+    pub(super) fn snapshot_len(&self) -> Result<u64, DiskError> {
+        Ok(self.0.snapshot_len()?)
+    }
+
     /// What a node restarts from (the snapshot's prefix left out); abandons a transfer left
     /// unfinished.
     pub(super) fn recover(&mut self) -> Result<RecoveredState, DiskError> {

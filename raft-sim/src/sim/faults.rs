@@ -130,6 +130,7 @@ impl Sim {
         node.requests.clear();
         node.pending.clear();
         node.unsynced_hs.clear();
+        node.reported_seq = 0;
         node.kv = KvStore::new(KvConfig::default());
         let report = node.disk.crash(&mut self.rng, true);
         self.trace.record(
@@ -166,6 +167,7 @@ impl Sim {
             }
         };
         let torn = self.nodes[i].disk.last_torn_bytes;
+        let recovered_snapshot = recovered.snapshot.is_some();
         let raft = match RaftNode::new(self.nodes[i].config.clone(), recovered) {
             Ok(r) => r,
             Err(e) => {
@@ -177,7 +179,12 @@ impl Sim {
                 return;
             }
         };
+        let has_snapshot = recovered_snapshot;
         self.check.on_restart(self.now, i, &raft);
+        // The store comes back from the latest snapshot; the entries after it apply anew.
+        if has_snapshot && !self.restore_store(i) {
+            return;
+        }
         let (term, last) = (raft.term(), raft.last_log_id().index);
         self.trace.record(self.now, &[tag("restart"), i as u64, term, last], || {
             format!("n{} restarts at term {term} with {last} log entries (dropped {torn} torn bytes)", i + 1)

@@ -2,6 +2,7 @@
 
 mod clients;
 mod faults;
+mod snapshots;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -143,6 +144,29 @@ enum Ev {
     },
     /// Node `.0`'s state machine reports entries up to `.2` applied.
     Applied(usize, u32, u64),
+    /// Node `node`'s own snapshot at `index` is written out: finish it (or fail it).
+    SnapshotStored {
+        node: usize,
+        inc: u32,
+        index: u64,
+        fail: bool,
+    },
+    /// Node `node` carries out a compaction it was asked for.
+    Compact {
+        node: usize,
+        inc: u32,
+        through: u64,
+    },
+    /// A snapshot chunk read back from node `node`'s disk for follower `to`.
+    SnapshotRead {
+        node: usize,
+        inc: u32,
+        to: u64,
+        snapshot: LogId,
+        offset: u64,
+        data: Bytes,
+        total: u64,
+    },
     ClientSend {
         client: usize,
         node: usize,
@@ -208,6 +232,8 @@ struct SimNode {
     next_request: u64,
     /// Hard states of written but unsynced writes, by seq.
     unsynced_hs: Vec<(u64, HardState)>,
+    /// Highest write sequence number reported durable to the node.
+    reported_seq: u64,
 }
 
 /// One simulation run.
@@ -259,6 +285,16 @@ impl Sim {
         // the state machine catches up.
         let log_cache_bytes = [0, 512, 8 << 10, 8 << 20][rng.index(4)];
         let max_apply_backlog_bytes = [256, 4 << 10, 16 << 20][rng.index(3)];
+        // Aggressive snapshot policies in half the seeds: snapshots every few entries, short
+        // kept tails (so lagging followers need InstallSnapshot), small chunks and windows.
+        let snapshots = rng.chance(0.5).then(|| {
+            (
+                [3, 8, 25][rng.index(3)],
+                [0, 2, 10][rng.index(3)],
+                [16, 100, 4 << 10][rng.index(3)],
+                [32, 300, 64 << 10][rng.index(3)],
+            )
+        });
         let mut nodes = Vec::with_capacity(n);
         for &id in &ids {
             let mut c = Config::new(id, ids.clone());
@@ -272,6 +308,13 @@ impl Sim {
             c.max_uncommitted_bytes = 256 << 10;
             c.log_cache_bytes = log_cache_bytes;
             c.max_apply_backlog_bytes = max_apply_backlog_bytes;
+            if let Some((every, keep, chunk, inflight)) = snapshots {
+                c.snapshot_after_entries = Some(every);
+                c.snapshot_after_bytes = None;
+                c.compaction_keep_entries = keep;
+                c.snapshot_chunk_bytes = chunk;
+                c.max_snapshot_inflight_bytes = inflight;
+            }
             let tick_period = if kinds.clock_drift {
                 rng.range(TICK_US * 90 / 100, TICK_US * 110 / 100)
             } else {
@@ -291,6 +334,7 @@ impl Sim {
                 pending: BTreeMap::new(),
                 next_request: 0,
                 unsynced_hs: Vec::new(),
+                reported_seq: 0,
             });
         }
         let net = Network::new(n, kinds, &mut rng);
@@ -490,6 +534,33 @@ impl Sim {
                     self.step(n, Input::Applied { index });
                 }
             }
+            Ev::SnapshotStored {
+                node,
+                inc,
+                index,
+                fail,
+            } => self.snapshot_stored(node, inc, index, fail),
+            Ev::Compact { node, inc, through } => self.compact(node, inc, through),
+            Ev::SnapshotRead {
+                node,
+                inc,
+                to,
+                snapshot,
+                offset,
+                data,
+                total,
+            } => {
+                if self.nodes[node].incarnation == inc {
+                    let input = Input::SnapshotRead {
+                        to,
+                        snapshot,
+                        offset,
+                        data,
+                        total,
+                    };
+                    self.step(node, input);
+                }
+            }
             Ev::ClientSend {
                 client,
                 node,
@@ -556,6 +627,30 @@ impl Sim {
                 hi,
                 max_bytes,
             } => self.fetch(n, to, lo, hi, max_bytes),
+            Output::TakeSnapshot { meta } => self.take_snapshot(n, meta),
+            Output::Compact { through } => {
+                let inc = self.nodes[n].incarnation;
+                let d = self.rng.range(0, 3_000);
+                self.at(
+                    d,
+                    Ev::Compact {
+                        node: n,
+                        inc,
+                        through,
+                    },
+                );
+            }
+            Output::ReadSnapshot {
+                to,
+                snapshot,
+                offset,
+                max_len,
+            } => self.read_snapshot(n, to, snapshot, offset, max_len),
+            Output::SnapshotChunk { meta, offset, data } => {
+                self.store_snapshot_chunk(n, meta, offset, data)
+            }
+            Output::InstallSnapshot { seq, meta } => self.install_snapshot(n, seq, meta),
+            Output::RestoreSnapshot { meta } => self.restore_snapshot(n, meta),
             Output::Proposed { request, result } => self.proposed(n, request, result),
             Output::ProposalUnknown { id, .. } => {
                 self.nodes[n].pending.remove(&id.index);
@@ -629,19 +724,29 @@ impl Sim {
             return;
         }
         node.sync_busy = false;
-        let Some(seq) = node.disk.sync_up_to(upto) else {
-            return;
-        };
-        if let Some(&(_, hs)) = node.unsynced_hs.iter().rev().find(|(s, _)| *s <= seq) {
-            self.check.on_durable(n, hs);
-        }
-        self.nodes[n].unsynced_hs.retain(|(s, _)| *s > seq);
-        self.step(n, Input::Persisted { seq });
+        node.disk.sync_up_to(upto);
+        self.report_durable(n);
         if let Some(next) = self.nodes[n].disk.last_unsynced_seq() {
             if !self.nodes[n].sync_busy {
                 self.schedule_sync(n, next);
             }
         }
+    }
+
+    /// Tells node `n` about writes that became durable since the last report (a sync made
+    /// them so, or a snapshot's finish or a compaction, which sync everything written before).
+    pub(super) fn report_durable(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        let seq = node.disk.durable_seq();
+        if seq <= node.reported_seq || node.raft.is_none() {
+            return;
+        }
+        node.reported_seq = seq;
+        if let Some(&(_, hs)) = node.unsynced_hs.iter().rev().find(|(s, _)| *s <= seq) {
+            self.check.on_durable(n, hs);
+        }
+        self.nodes[n].unsynced_hs.retain(|(s, _)| *s > seq);
+        self.step(n, Input::Persisted { seq });
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Message) {
@@ -744,6 +849,11 @@ impl Sim {
                 }
                 EntryKind::Normal => node.kv.apply_bytes(e.index, &e.data).ok(),
             };
+            if self.check.wants_digest(e.index) {
+                let digest = node.kv.digest();
+                self.check.on_state_at(self.now, n, e.index, digest);
+            }
+            let node = &mut self.nodes[n];
             let waiting = match node.pending.get(&e.index) {
                 Some(&(term, client, seq)) if term == e.term => Some((client, seq)),
                 _ => None,
@@ -871,5 +981,18 @@ fn describe(msg: &Message) -> String {
         }
         Message::Heartbeat(m) => format!("Heartbeat term={} commit={}", m.term, m.commit),
         Message::HeartbeatResponse(m) => format!("HeartbeatResponse term={}", m.term),
+        Message::InstallSnapshot(m) => format!(
+            "InstallSnapshot term={} snapshot={}/{} offset={} len={} size={}",
+            m.term,
+            m.meta.last_term,
+            m.meta.last_index,
+            m.offset,
+            m.data.len(),
+            m.size
+        ),
+        Message::InstallSnapshotResponse(m) => format!(
+            "InstallSnapshotResponse term={} snapshot={}/{} {:?}",
+            m.term, m.snapshot.term, m.snapshot.index, m.result
+        ),
     }
 }

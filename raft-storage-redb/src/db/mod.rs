@@ -8,6 +8,7 @@
 //! | `raft_identity` | `&str`: `format_version`, `cluster_id`, `node_id` | `u64` |
 //! | `raft_state` | `&str`: `term`, `vote`, `commit`, `log_floor` | `u64` |
 //! | `raft_snapshot` | `&str`: `current` | `(id, last_index, last_term, len)` |
+//! | `raft_snapshot_membership` | `&str`: `current` | `&[u8]`: see [`crate::codec`] |
 //! | `raft_log` | index `u64` | `&[u8]`: see [`crate::codec`] |
 //! | `raft_snapshot_data` | `(snapshot id, byte offset)` | `&[u8]`, at most 1 MiB |
 //!
@@ -35,6 +36,10 @@ const PIECE: usize = 1 << 20;
 const IDENTITY: TableDefinition<&str, u64> = TableDefinition::new("raft_identity");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("raft_state");
 const SNAPSHOT: TableDefinition<&str, (u64, u64, u64, u64)> = TableDefinition::new("raft_snapshot");
+/// The latest snapshot's membership, written in the same commit as its record (a table added
+/// after format 1 was first written: a file without it has no snapshot membership).
+const SNAPSHOT_MEMBERSHIP: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("raft_snapshot_membership");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const SNAPSHOT_DATA: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("raft_snapshot_data");

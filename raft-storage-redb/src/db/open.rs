@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use raft_proto_core::{HardState, RecoveryError, SnapshotMeta, MAX_INDEX};
+use raft_proto_core::{HardState, LogId, Membership, RecoveryError, MAX_INDEX};
 use redb::{ReadableTable, ReadableTableMetadata, TableError};
 
 use super::{
-    fail, open_ro, Db, Result, FORMAT_VERSION, IDENTITY, LOG, SNAPSHOT, SNAPSHOT_DATA, STATE,
+    fail, open_ro, Db, Result, FORMAT_VERSION, IDENTITY, LOG, SNAPSHOT, SNAPSHOT_DATA,
+    SNAPSHOT_MEMBERSHIP, STATE,
 };
 use crate::error::{Inconsistency, RedbStorageError};
 use crate::view::{SnapshotRecord, View};
@@ -141,6 +142,23 @@ impl Db {
         Ok(())
     }
 
+    /// The membership recorded with the latest snapshot (empty if none was recorded: files
+    /// written before snapshots carried one).
+    pub fn load_membership(&self) -> Result<Membership> {
+        let txn = self.read_txn()?;
+        let table = match txn.open_table(SNAPSHOT_MEMBERSHIP) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Membership::default()),
+            Err(e) => return Err(self.err("opening a table")(e.into())),
+        };
+        let op = "reading the snapshot's membership";
+        match table.get("current").map_err(|e| self.err(op)(e.into()))? {
+            None => Ok(Membership::default()),
+            Some(v) => crate::codec::decode_membership(v.value())
+                .ok_or_else(|| self.inconsistent(Inconsistency::BadMembership)),
+        }
+    }
+
     /// Reads the durable state and checks that its parts fit together.
     pub fn load_view(&self) -> Result<View> {
         let txn = self.read_txn()?;
@@ -165,14 +183,14 @@ impl Db {
                 let (id, last_index, last_term, len) = g.value();
                 SnapshotRecord {
                     id,
-                    meta: SnapshotMeta {
-                        last_index,
-                        last_term,
+                    last: LogId {
+                        term: last_term,
+                        index: last_index,
                     },
                     len,
                 }
             });
-        let covered = snapshot.map_or(0, |s| s.meta.last_index);
+        let covered = snapshot.map_or(0, |s| s.last.index);
         // Bounds that keep index and id arithmetic from overflowing.
         if covered > MAX_INDEX {
             let e = RecoveryError::IndexOutOfRange { index: covered };

@@ -4,7 +4,9 @@ use bytes::Bytes;
 use raft_proto_core::{Entry, Index, PersistWrite};
 use redb::{Durability, ReadableTable};
 
-use super::{fail, open_ro, Db, Result, LOG, PIECE, SNAPSHOT, SNAPSHOT_DATA, STATE};
+use super::{
+    fail, open_ro, Db, Result, LOG, PIECE, SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_MEMBERSHIP, STATE,
+};
 use crate::codec::{decode_entry, encode_entry, entry_term};
 use crate::error::{Inconsistency, RedbStorageError};
 use crate::view::{Incoming, SnapshotRecord, View};
@@ -124,7 +126,7 @@ impl Db {
         let old = view.snapshot;
         self.transact(Durability::Immediate, |txn, path, _| {
             let f = |e: redb::Error| fail(path, "installing the snapshot", e);
-            let meta = incoming.meta;
+            let meta = &incoming.meta;
             let mut log = txn.open_table(LOG).map_err(|e| f(e.into()))?;
             let held = match log.get(meta.last_index).map_err(|e| f(e.into()))? {
                 Some(v) => Some(entry_term(meta.last_index, v.value()).map_err(|source| {
@@ -153,9 +155,16 @@ impl Db {
             let mut snaps = txn.open_table(SNAPSHOT).map_err(|e| f(e.into()))?;
             let record = (incoming.id, meta.last_index, meta.last_term, incoming.len);
             snaps.insert("current", record).map_err(|e| f(e.into()))?;
+            let mut members = txn
+                .open_table(SNAPSHOT_MEMBERSHIP)
+                .map_err(|e| f(e.into()))?;
+            let encoded = crate::codec::encode_membership(&meta.membership);
+            members
+                .insert("current", encoded.as_slice())
+                .map_err(|e| f(e.into()))?;
             view.snapshot = Some(SnapshotRecord {
                 id: incoming.id,
-                meta,
+                last: meta.last_id(),
                 len: incoming.len,
             });
             Ok(())

@@ -1,4 +1,4 @@
-//! The one-shot client commands: put, get, delete, cas, status.
+//! The one-shot client commands: put, get, delete, cas, status, snapshot.
 
 use std::process::ExitCode;
 
@@ -54,6 +54,43 @@ pub struct CasArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `raftkv snapshot`: every node given with `--nodes` takes a snapshot now.
+#[derive(clap::Args, Debug)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let client = args.client.client()?;
+    let mut failed = 0;
+    for &addr in client.nodes() {
+        match client.snapshot(addr).await {
+            Ok(done) => println!(
+                "{addr}: snapshot at index {} (term {}), {} bytes{}",
+                done.index,
+                done.term,
+                done.bytes,
+                if done.new {
+                    ""
+                } else {
+                    " (already the latest: nothing applied since)"
+                }
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("{addr}: no snapshot ({e})");
+            }
+        }
+    }
+    client.close().await;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn show(v: &Option<Bytes>) -> String {
@@ -165,6 +202,11 @@ pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
             "PEER", "ADDRESS", "MATCH", "NEXT", "LAG", "STATE", "INFLIGHT", "ACTIVE", "CONNECTED"
         );
         for p in &s.peers {
+            let state = match (&p.snapshot, p.replicating) {
+                (Some(_), _) => "snapshot",
+                (None, true) => "replicate",
+                (None, false) => "probe",
+            };
             out += &format!(
                 "{:<5} {:<22} {:>9} {:>9} {:>7} {:<10} {:>8} {:>7} {:>9}\n",
                 p.id,
@@ -172,11 +214,17 @@ pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
                 p.matched,
                 p.next,
                 s.last_index.saturating_sub(p.matched),
-                if p.replicating { "replicate" } else { "probe" },
+                state,
                 p.inflight,
                 yes_no(p.active),
                 yes_no(p.connected)
             );
+            if let Some(t) = &p.snapshot {
+                out += &format!(
+                    "      sending snapshot {} to {}: {} of {} bytes acknowledged\n",
+                    t.index, p.id, t.acked, t.total
+                );
+            }
         }
     }
     out += "\nstorage and traffic:\n";
@@ -206,6 +254,59 @@ pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
             s.bytes_received as f64 / 1e6,
             s.proposals,
             s.uptime_ms as f64 / 1000.0
+        );
+    }
+    out += "\nsnapshots and log:\n";
+    out += &format!(
+        "{:<5} {:>9} {:>5} {:>10} {:>8} {:>9} {:>9} {:>10} {:>6} {:>5} {:>10}  {}\n",
+        "NODE",
+        "SNAPSHOT",
+        "TERM",
+        "SIZE (KB)",
+        "AGE",
+        "FIRST",
+        "MEM ENTR",
+        "MEM (KB)",
+        "TAKEN",
+        "SENT",
+        "INSTALLED",
+        "IN PROGRESS"
+    );
+    for (_, s) in nodes {
+        let n = &s.snapshot;
+        let mut busy = Vec::new();
+        if let Some(i) = n.taking {
+            busy.push(format!("taking {i}"));
+        }
+        if let Some(r) = &n.receiving {
+            busy.push(format!(
+                "receiving {} ({} of {} bytes)",
+                r.index, r.acked, r.total
+            ));
+        }
+        let index = if n.index == 0 {
+            "-".to_string()
+        } else {
+            n.index.to_string()
+        };
+        out += &format!(
+            "{:<5} {:>9} {:>5} {:>10.1} {:>7.0}s {:>9} {:>9} {:>10.1} {:>6} {:>5} {:>10}  {}\n",
+            s.id,
+            index,
+            n.term,
+            n.bytes as f64 / 1e3,
+            n.age_ms as f64 / 1000.0,
+            n.first_index,
+            n.log_entries_in_memory,
+            n.log_bytes_in_memory as f64 / 1e3,
+            n.taken,
+            n.sent,
+            n.installed,
+            if busy.is_empty() {
+                "-".to_string()
+            } else {
+                busy.join(", ")
+            }
         );
     }
     out

@@ -232,6 +232,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             heartbeat_ticks: 2,
             pre_vote: true,
             check_quorum: true,
+            snapshot: Default::default(),
         };
         let path = dir.join(format!("node-{id}.toml"));
         write(&path, &cfg.to_toml())?;

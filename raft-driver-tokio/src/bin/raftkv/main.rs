@@ -41,6 +41,8 @@ enum Command {
     Cas(commands::CasArgs),
     /// Show the status of the nodes.
     Status(commands::StatusArgs),
+    /// Make the given nodes take a snapshot now (and compact their logs after it).
+    Snapshot(commands::SnapshotArgs),
     /// Load-test a cluster.
     Bench(bench::BenchArgs),
     /// Create a cluster CA and node and client certificates.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
             Command::Delete(args) => commands::delete(args).await,
             Command::Cas(args) => commands::cas(args).await,
             Command::Status(args) => commands::status(args).await,
+            Command::Snapshot(args) => commands::snapshot(args).await,
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Certs(args) => certs::run(&args).map(|()| ExitCode::SUCCESS),
         }

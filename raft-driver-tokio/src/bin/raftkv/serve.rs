@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use raft_driver_tokio::config::{RawConfig, RawPeer, RawRaft, RawTls};
+use raft_driver_tokio::config::{RawConfig, RawPeer, RawRaft, RawSnapshot, RawTls};
 use raft_driver_tokio::kv::KvStateMachine;
 use raft_driver_tokio::tls::Identity;
 use raft_driver_tokio::Node;
@@ -52,6 +52,12 @@ pub struct ServeArgs {
     /// Heartbeat interval in ticks.
     #[arg(long, env = "RAFTKV_HEARTBEAT_TICKS")]
     pub heartbeat_ticks: Option<u32>,
+    /// Take a snapshot after this many applied entries (0: never by count).
+    #[arg(long, env = "RAFTKV_SNAPSHOT_AFTER_ENTRIES")]
+    pub snapshot_after_entries: Option<u64>,
+    /// Log entries kept below a snapshot for followers that lag a little.
+    #[arg(long, env = "RAFTKV_SNAPSHOT_KEEP_ENTRIES")]
+    pub snapshot_keep_entries: Option<u64>,
     /// Runtime worker threads (the consensus loop is one task; more threads let the transport
     /// and clients run beside it). Default: the number of CPUs, at most 4. Use 1 when several
     /// nodes share a small machine.
@@ -104,6 +110,11 @@ impl ServeArgs {
                 heartbeat_ticks: self.heartbeat_ticks,
                 pre_vote: None,
                 check_quorum: None,
+            },
+            snapshot: RawSnapshot {
+                after_entries: self.snapshot_after_entries,
+                keep_entries: self.snapshot_keep_entries,
+                ..RawSnapshot::default()
             },
         }
     }

@@ -95,10 +95,7 @@ fn next_op(
     }
     if roll < 9 && hs.commit > covered && hs.commit >= first {
         let last_term = term_at(s, hs.commit)?;
-        let meta = SnapshotMeta {
-            last_index: hs.commit,
-            last_term,
-        };
+        let meta = workload::snapshot_meta(hs.commit, last_term);
         return Ok(Op::Snapshot {
             meta,
             len: rng.below(300_000),

@@ -116,10 +116,7 @@ impl Op {
                 },
             },
             ("S", &[_, last_index, last_term, len]) => Op::Snapshot {
-                meta: SnapshotMeta {
-                    last_index,
-                    last_term,
-                },
+                meta: snapshot_meta(last_index, last_term),
                 len,
             },
             ("C", &[_, through]) => Op::Compact { through },
@@ -130,8 +127,8 @@ impl Op {
 
     /// Carries the operation out on `s`.
     pub fn apply<S: Storage>(&self, s: &mut S) -> Result<(), S::Error> {
-        match *self {
-            Op::Write {
+        match self {
+            &Op::Write {
                 cut,
                 first,
                 count,
@@ -154,7 +151,8 @@ impl Op {
                 }])
             }
             Op::Snapshot { meta, len } => {
-                s.begin_snapshot(meta)?;
+                let len = *len;
+                s.begin_snapshot(meta.clone())?;
                 let mut off = 0;
                 while off < len {
                     let n = (len - off).min(64 << 10);
@@ -166,7 +164,21 @@ impl Op {
                 }
                 s.finish_snapshot()
             }
-            Op::Compact { through } => s.compact(through),
+            Op::Compact { through } => s.compact(*through),
         }
+    }
+}
+
+/// The metadata a snapshot at `last_index` is written with: its membership depends on the
+/// index, so that recovery can check the membership came back with the right snapshot.
+pub fn snapshot_meta(last_index: u64, last_term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        last_index,
+        last_term,
+        membership: raft_proto_core::Membership {
+            voters: vec![1, 2, 3],
+            outgoing: Vec::new(),
+            learners: vec![4 + last_index % 7],
+        },
     }
 }
