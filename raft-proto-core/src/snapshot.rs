@@ -351,8 +351,13 @@ impl RaftNode {
         if !self.follow_current_leader(from, out) {
             return;
         }
-        if self.snaps.taking.is_some() || self.snaps.restore_pending {
-            // Busy with a snapshot of its own (or restoring one): the leader resends later.
+        if self.snaps.taking.is_some()
+            || self.snaps.restore_pending
+            || self.snaps.install_ack.is_some()
+        {
+            // Busy with a snapshot of its own, or still restoring the last one installed (a new
+            // install would replace the stored snapshot the restore reads): the leader resends
+            // later.
             return;
         }
         let len = m.data.len() as u64;

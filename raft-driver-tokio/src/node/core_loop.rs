@@ -210,6 +210,8 @@ impl CoreLoop {
             },
             CoreEvent::SnapshotTaken { index, bytes } => {
                 st.snapshots.stored(index, bytes, true);
+                self.metrics.snapshot_index.set(index as f64);
+                self.metrics.snapshot_bytes.set(bytes as f64);
                 let done = self.snapshot_done(st, true);
                 st.snapshots.answer_waiters(done);
                 Input::SnapshotTaken { index }
@@ -222,6 +224,8 @@ impl CoreLoop {
             }
             CoreEvent::SnapshotInstalled { index, bytes } => {
                 st.snapshots.stored(index, bytes, false);
+                self.metrics.snapshot_index.set(index as f64);
+                self.metrics.snapshot_bytes.set(bytes as f64);
                 return;
             }
             CoreEvent::TriggerSnapshot { reply } => {

@@ -234,6 +234,9 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
         })?;
 
         let metrics = NodeMetrics::new(o.id);
+        // What the state machine holds at start: the restored snapshot.
+        metrics.applied_index.set(initial_snapshot.0 as f64);
+        metrics.snapshot_bytes.set(initial_snapshot.1 as f64);
         let counters = Arc::new(TransportCounters::default());
         let storage_stats = Arc::new(StorageStats::default());
         // Frames may exceed the largest message by the header and one oversized entry.

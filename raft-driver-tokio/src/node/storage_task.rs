@@ -318,7 +318,6 @@ impl<S: Storage> StorageThread<S> {
         let took = w.started.elapsed();
         let index = w.meta.last_index;
         self.metrics.snapshots_taken.increment(1);
-        self.metrics.snapshot_bytes.set(w.bytes as f64);
         self.metrics.snapshot_seconds.record(took.as_secs_f64());
         self.metrics
             .snapshot_pause_seconds

@@ -34,6 +34,11 @@ fn free_port() -> SocketAddr {
 impl TestCluster {
     /// Writes certificates and configs for `n` nodes and starts them all.
     pub fn start(n: u64) -> TestCluster {
+        Self::start_with(n, |_| {})
+    }
+
+    /// Like [`TestCluster::start`], with each node's configuration changed by `tweak`.
+    pub fn start_with(n: u64, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-e2e-")
             .tempdir()
@@ -60,6 +65,8 @@ impl TestCluster {
                 check_quorum: true,
                 snapshot: Default::default(),
             };
+            let mut cfg = cfg;
+            tweak(&mut cfg);
             let path = dir.path().join(format!("node-{id}.toml"));
             std::fs::write(&path, cfg.to_toml()).unwrap();
             configs.insert(id, path);
@@ -83,6 +90,15 @@ impl TestCluster {
 
     pub fn config_path(&self, id: NodeId) -> &Path {
         &self.configs[&id]
+    }
+
+    /// Rewrites node `id`'s configuration file (takes effect at its next start).
+    pub fn rewrite_config(&self, id: NodeId, change: impl FnOnce(&mut NodeConfig)) {
+        let path = &self.configs[&id];
+        let raw = raft_driver_tokio::config::RawConfig::from_file(path).unwrap();
+        let mut cfg = raw.validate().unwrap();
+        change(&mut cfg);
+        std::fs::write(path, cfg.to_toml()).unwrap();
     }
 
     pub fn start_node(&mut self, id: NodeId) {
