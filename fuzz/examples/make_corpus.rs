@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use raft_driver_tokio::protocol::{
-    encode_request, encode_response, ClientRequest, ClientResponse, NodeStatus, PeerReport,
+    decode_request, decode_response, encode_request, encode_response, ClientRequest,
+    ClientResponse, NodeStatus, PeerReport, SnapshotDone, SnapshotReport, SnapshotSending,
 };
-use raft_fuzz::core::{encode, Op};
+use raft_fuzz::core::{encode, encode_state, run_cluster, Op};
 use raft_kv::{Command, KvStore, Op as KvOp, Response};
 use raft_proto_core::codec::Codec;
 use raft_proto_core::message::{
-    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, RequestVote,
-    RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse,
+    InstallSnapshot, InstallSnapshotResponse, RequestVote, RequestVoteResponse, SnapshotAck,
 };
-use raft_proto_core::{Entry, EntryKind, LogId, Message, Role};
+use raft_proto_core::{Entry, EntryKind, LogId, Membership, Message, Role, SnapshotMeta};
 
 fn dir(target: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,9 +132,59 @@ fn wire() {
             "heartbeat_response",
             Message::HeartbeatResponse(HeartbeatResponse { term: 4 }),
         ),
+        (
+            "install_snapshot",
+            Message::InstallSnapshot(InstallSnapshot {
+                term: 4,
+                meta: SnapshotMeta {
+                    last_index: 7,
+                    last_term: 3,
+                    membership: Membership {
+                        voters: vec![1, 2, 3],
+                        outgoing: vec![1, 2, 4],
+                        learners: vec![5],
+                    },
+                },
+                size: 40,
+                offset: 16,
+                data: Bytes::from_static(b"sixteen bytes..."),
+            }),
+        ),
+        (
+            "install_snapshot_empty",
+            Message::InstallSnapshot(InstallSnapshot {
+                term: 4,
+                meta: SnapshotMeta {
+                    last_index: 7,
+                    last_term: 3,
+                    membership: Membership::voters([1, 2, 3]),
+                },
+                size: 0,
+                offset: 0,
+                data: Bytes::new(),
+            }),
+        ),
+        (
+            "install_snapshot_received",
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term: 4,
+                snapshot: last_log,
+                result: SnapshotAck::Received { next_offset: 32 },
+            }),
+        ),
+        (
+            "install_snapshot_resend",
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term: 4,
+                snapshot: last_log,
+                result: SnapshotAck::Resend { from: 0 },
+            }),
+        ),
     ];
     for (name, msg) in msgs {
         let frame = codec.encode(1, 2, &msg).expect("encode");
+        let env = codec.decode(frame.clone()).expect("a seed frame decodes");
+        assert_eq!(env.msg, msg, "seed {name}");
         save("wire_decode", name, &frame);
     }
 }
@@ -215,13 +266,12 @@ fn client() {
             },
         ),
         ("status", ClientRequest::Status),
+        ("snapshot", ClientRequest::Snapshot),
     ];
     for (name, req) in reqs {
-        save(
-            "client_decode",
-            &format!("client_request_{name}"),
-            &encode_request(cluster, &req),
-        );
+        let frame = encode_request(cluster, &req);
+        assert_eq!(decode_request(cluster, frame.clone()).as_ref(), Ok(&req));
+        save("client_decode", &format!("client_request_{name}"), &frame);
     }
     let peer = |id: u64, address: &str, matched: u64, connected: bool| PeerReport {
         id,
@@ -232,6 +282,11 @@ fn client() {
         inflight: 2,
         active: connected,
         connected,
+        snapshot: (!connected).then_some(SnapshotSending {
+            index: 100,
+            acked: 48,
+            total: 4_096,
+        }),
     };
     let status = NodeStatus {
         id: 1,
@@ -257,6 +312,51 @@ fn client() {
         bytes_sent: 1 << 20,
         bytes_received: 1 << 16,
         uptime_ms: 3_600_000,
+        snapshot: SnapshotReport {
+            index: 100,
+            term: 5,
+            bytes: 4_096,
+            age_ms: 60_000,
+            taking: Some(119),
+            receiving: None,
+            first_index: 91,
+            log_entries_in_memory: 30,
+            log_bytes_in_memory: 3_000,
+            taken: 2,
+            sent: 1,
+            installed: 0,
+        },
+    };
+    // A follower receiving a snapshot from the leader.
+    let receiving = NodeStatus {
+        id: 3,
+        role: Role::Follower,
+        vote: 0,
+        leader: Some(1),
+        commit: 5,
+        applied: 5,
+        last_index: 5,
+        persisted: 5,
+        peers: vec![],
+        snapshot: SnapshotReport {
+            index: 0,
+            term: 0,
+            bytes: 0,
+            age_ms: 0,
+            taking: None,
+            receiving: Some(SnapshotSending {
+                index: 100,
+                acked: 1_024,
+                total: 4_096,
+            }),
+            first_index: 1,
+            log_entries_in_memory: 5,
+            log_bytes_in_memory: 500,
+            taken: 0,
+            sent: 0,
+            installed: 1,
+        },
+        ..status.clone()
     };
     let get = Response::Get { value: None }
         .encode()
@@ -296,13 +396,33 @@ fn client() {
             },
         ),
         ("status", ClientResponse::Status(Box::new(status))),
+        (
+            "status_receiving",
+            ClientResponse::Status(Box::new(receiving)),
+        ),
+        (
+            "snapshot",
+            ClientResponse::Snapshot(SnapshotDone {
+                index: 120,
+                term: 5,
+                bytes: 4_321,
+                new: true,
+            }),
+        ),
+        (
+            "snapshot_old",
+            ClientResponse::Snapshot(SnapshotDone {
+                index: 0,
+                term: 0,
+                bytes: 0,
+                new: false,
+            }),
+        ),
     ];
     for (name, resp) in resps {
-        save(
-            "client_decode",
-            &format!("client_response_{name}"),
-            &encode_response(cluster, &resp),
-        );
+        let frame = encode_response(cluster, &resp);
+        assert_eq!(decode_response(cluster, frame.clone()).as_ref(), Ok(&resp));
+        save("client_decode", &format!("client_response_{name}"), &frame);
     }
 }
 
@@ -407,6 +527,308 @@ fn core() {
     save("core_step", "forged", &encode(&forged));
 }
 
+/// Writes a core_step seed and prints what it makes the cluster do.
+fn save_core(name: &str, ops: &[Op]) {
+    let data = encode(ops);
+    let cl = run_cluster(&data);
+    let st = cl.stats();
+    let per = |m: &std::collections::BTreeMap<u64, usize>| {
+        [1, 2, 3].map(|id| m.get(&id).copied().unwrap_or(0))
+    };
+    eprintln!(
+        "core_step/{name}: {} ops, {} bytes; committed {}, applied {:?}, floors {:?}, taken {:?}, \
+         chunks {:?}, resends {:?}, installs {:?}, restores {:?}, fetches {:?}, crashes {:?}{}",
+        ops.len(),
+        data.len(),
+        cl.committed_len(),
+        [1, 2, 3].map(|id| cl.applied(id)),
+        [1, 2, 3].map(|id| cl.node(id).log_floor().index),
+        per(&st.taken),
+        per(&st.chunks_sent),
+        per(&st.resends),
+        per(&st.installs),
+        per(&st.restores),
+        per(&st.fetches),
+        per(&st.crashes),
+        if cl.tainted() { " (tainted)" } else { "" },
+    );
+    save("core_step", name, &data);
+}
+
+/// Seeds for snapshots: taken, failed and triggered, compaction, a follower that catches up by
+/// InstallSnapshot (with lost chunks, reads served out of order, crashes mid-transfer), reads
+/// of evicted entries, and forged snapshot messages.
+fn core_snapshots() {
+    let elect = || {
+        let mut ops = vec![Op::TickMany(0, 31)];
+        for _ in 0..3 {
+            ops.push(Op::Settle);
+        }
+        ops
+    };
+    // Nodes 1 and 2 take whatever snapshot they asked for.
+    let take = || vec![Op::TakeSnapshot(0), Op::TakeSnapshot(1)];
+    // Node 3 is cut off while node 1 commits `n` entries (settling after each), snapshots and
+    // compacts; then the cut heals.
+    let lagging = |n: u8| {
+        let mut ops = elect();
+        ops.push(Op::Isolate(2));
+        for i in 0..n {
+            ops.push(Op::Propose(0, vec![b'a' + i % 26, i]));
+            ops.push(Op::Settle);
+            ops.extend(take());
+        }
+        ops.push(Op::Isolate(3));
+        ops
+    };
+    // Node 1 heartbeats, everything is carried out.
+    let settle_round = || {
+        let mut ops = vec![Op::Tick(0), Op::Settle];
+        ops.extend(take());
+        ops
+    };
+
+    let mut catch_up = lagging(16);
+    for _ in 0..12 {
+        catch_up.extend(settle_round());
+    }
+    catch_up.extend([
+        Op::Propose(0, b"after".to_vec()),
+        Op::Settle,
+        Op::Tick(0),
+        Op::Settle,
+    ]);
+    save_core("snapshot_catch_up", &catch_up);
+
+    // The transfer loses chunks (and an answer): the follower asks for a resend.
+    let mut lost = lagging(16);
+    for i in 0..16u8 {
+        lost.extend([
+            Op::Tick(0),
+            Op::PersistAll(0),
+            Op::PersistAll(1),
+            Op::PersistAll(2),
+            Op::ServeReads(0),
+            Op::Drop(i % 3),
+            Op::DeliverMany,
+            Op::AckApplied(2),
+        ]);
+    }
+    for _ in 0..8 {
+        lost.extend(settle_round());
+    }
+    save_core("snapshot_lost_chunks", &lost);
+
+    // Reads served out of order (and late), duplicated chunks.
+    let mut reorder = lagging(16);
+    for i in 0..16u8 {
+        reorder.extend([
+            Op::Tick(0),
+            Op::PersistAll(0),
+            Op::PersistAll(1),
+            Op::PersistAll(2),
+            Op::ServeRead(0, 2),
+            Op::ServeRead(0, i),
+            Op::Duplicate(i),
+            Op::DeliverMany,
+            Op::AckApplied(2),
+        ]);
+    }
+    for _ in 0..8 {
+        reorder.extend(settle_round());
+    }
+    save_core("snapshot_reads_reordered", &reorder);
+
+    // Crashes mid-transfer: the receiver loses the chunks it received; then it crashes with
+    // the install not yet durable; later, with node 3 lagging again, the leader crashes in the
+    // middle of a transfer and node 2 takes over.
+    let step = |persist3: bool| {
+        let mut ops = vec![Op::Tick(0), Op::PersistAll(0), Op::PersistAll(1)];
+        if persist3 {
+            ops.push(Op::PersistAll(2));
+        }
+        ops.extend([Op::ServeReads(0), Op::DeliverMany]);
+        ops
+    };
+    let mut crash = lagging(16);
+    crash.extend(step(true));
+    crash.extend(step(true));
+    crash.push(Op::Crash(2));
+    for _ in 0..10 {
+        crash.extend(step(false));
+    }
+    crash.push(Op::Crash(2));
+    for _ in 0..4 {
+        crash.extend(settle_round());
+    }
+    crash.push(Op::Isolate(2));
+    for i in 0..16u8 {
+        crash.extend([Op::Propose(0, vec![b'A' + i % 26, i]), Op::Settle]);
+        crash.extend(take());
+    }
+    crash.push(Op::Isolate(3));
+    crash.extend(step(true));
+    crash.extend(step(true));
+    crash.push(Op::Crash(0));
+    crash.push(Op::TickMany(1, 31));
+    for _ in 0..3 {
+        crash.push(Op::Settle);
+    }
+    for _ in 0..8 {
+        crash.extend([Op::Tick(1), Op::Settle]);
+        crash.extend(take());
+    }
+    crash.extend([
+        Op::Propose(1, b"after".to_vec()),
+        Op::Settle,
+        Op::Tick(1),
+        Op::Settle,
+    ]);
+    save_core("snapshot_crash_mid_transfer", &crash);
+
+    // A follower a few entries behind, none snapshotted yet: the leader reads the evicted
+    // entries back (FetchEntries); then snapshots are failed, retried and triggered.
+    let mut fetch = elect();
+    fetch.push(Op::Isolate(2));
+    for i in 0..3u8 {
+        fetch.extend([Op::Propose(0, vec![b'f', i]), Op::Settle]);
+    }
+    fetch.extend([Op::FailSnapshot(0), Op::FailSnapshot(1), Op::Isolate(3)]);
+    for _ in 0..4 {
+        fetch.extend([Op::Tick(0), Op::Settle]);
+    }
+    fetch.extend([
+        Op::TriggerSnapshot(0),
+        Op::TriggerSnapshot(1),
+        Op::TriggerSnapshot(2),
+        Op::Propose(0, b"more".to_vec()),
+        Op::Settle,
+        Op::TakeSnapshot(0),
+        Op::FailSnapshot(1),
+        Op::TakeSnapshot(2),
+        Op::TriggerSnapshot(1),
+        Op::Settle,
+        Op::TakeSnapshot(1),
+        Op::Crash(1),
+        Op::Settle,
+        Op::Crash(0),
+        Op::TickMany(2, 31),
+        Op::Settle,
+        Op::Settle,
+        Op::Propose(2, b"last".to_vec()),
+        Op::Settle,
+        Op::Settle,
+    ]);
+    save_core("snapshot_fetch_fail_trigger", &fetch);
+
+    // Snapshot messages from non-members, with valid-looking and impossible fields: ignored,
+    // the run stays untainted.
+    let state = encode_state(&[entry(1, 1, b""), entry(1, 2, b"forged")]);
+    let meta = |last_index, last_term, voters: &[u64]| SnapshotMeta {
+        last_index,
+        last_term,
+        membership: Membership::voters(voters.iter().copied()),
+    };
+    let chunk = |term, meta: SnapshotMeta, size, offset, data: Bytes| {
+        Message::InstallSnapshot(InstallSnapshot {
+            term,
+            meta,
+            size,
+            offset,
+            data,
+        })
+    };
+    let forged_msgs = [
+        chunk(
+            1,
+            meta(2, 1, &[1, 2, 3]),
+            state.len() as u64,
+            0,
+            state.clone(),
+        ),
+        chunk(50, meta(100, 50, &[1, 2, 3]), 64, 16, state.slice(..4)),
+        chunk(
+            2,
+            meta(9, 2, &[4, 99]),
+            u64::MAX,
+            u64::MAX - 1,
+            state.slice(..2),
+        ),
+        chunk(3, meta(0, 0, &[]), 0, 0, Bytes::new()),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
+            term: 1,
+            snapshot: LogId { term: 1, index: 12 },
+            result: SnapshotAck::Received {
+                next_offset: u64::MAX,
+            },
+        }),
+        Message::InstallSnapshotResponse(InstallSnapshotResponse {
+            term: 1,
+            snapshot: LogId { term: 1, index: 12 },
+            result: SnapshotAck::Resend { from: 7 },
+        }),
+    ];
+    let mut nonmember = lagging(12);
+    for (k, msg) in forged_msgs.iter().enumerate() {
+        for from in [0u8, 4, 5, 6] {
+            nonmember.push(Op::Inject {
+                from,
+                to: k as u8,
+                msg: msg.clone(),
+            });
+        }
+        nonmember.extend(settle_round());
+    }
+    for _ in 0..8 {
+        nonmember.extend(settle_round());
+    }
+    save_core("snapshot_forged_nonmember", &nonmember);
+
+    // The same from members (taints the run): a complete forged snapshot installed on node 3
+    // (a decodable one and garbage), and answers with impossible offsets to the leader.
+    let mut member = lagging(8);
+    member.extend([
+        Op::Inject {
+            from: 1,
+            to: 2,
+            msg: chunk(
+                1,
+                meta(2, 1, &[1, 2, 3]),
+                state.len() as u64,
+                0,
+                state.clone(),
+            ),
+        },
+        Op::PersistAll(2),
+        Op::AckApplied(2),
+        Op::Inject {
+            from: 1,
+            to: 2,
+            msg: chunk(
+                1,
+                meta(20, 1, &[1, 2, 3]),
+                5,
+                0,
+                Bytes::from_static(b"\xFFjunk"),
+            ),
+        },
+        Op::PersistAll(2),
+        Op::AckApplied(2),
+    ]);
+    for msg in &forged_msgs[4..] {
+        member.push(Op::Inject {
+            from: 3,
+            to: 0,
+            msg: msg.clone(),
+        });
+        member.extend(settle_round());
+    }
+    for _ in 0..6 {
+        member.extend(settle_round());
+    }
+    save_core("snapshot_forged_member", &member);
+}
+
 fn storage() {
     let db = raft_fuzz::storage::valid_db();
     save("storage_open", "valid_db", db);
@@ -437,6 +859,7 @@ fn main() {
     kv();
     client();
     core();
+    core_snapshots();
     storage();
     eprintln!(
         "seed corpora written under {}/corpus",

@@ -59,6 +59,9 @@ pub struct Config {
     pub snapshot_chunk_bytes: u64,
     /// Snapshot bytes sent to one follower and not yet acknowledged, at most.
     pub max_snapshot_inflight_bytes: u64,
+    /// Largest snapshot a follower accepts from a leader (a chunk announcing a larger total
+    /// size is refused).
+    pub max_snapshot_bytes: u64,
     /// Seed of the core's pseudo-random generator (election timeouts).
     pub seed: u64,
 }
@@ -86,6 +89,7 @@ impl Config {
             compaction_keep_entries: 10_000,
             snapshot_chunk_bytes: 1 << 20,
             max_snapshot_inflight_bytes: 4 << 20,
+            max_snapshot_bytes: 64 << 30,
             seed: id,
         }
     }
@@ -194,9 +198,11 @@ pub enum ConfigError {
 pub struct RecoveredState {
     /// The last durable hard state.
     pub hard_state: HardState,
-    /// The latest snapshot, whose prefix the log no longer holds.
+    /// The latest snapshot.
     pub snapshot: Option<SnapshotMeta>,
-    /// The log entries after the snapshot, consecutive.
+    /// The log entries kept, consecutive: from right after the snapshot's last index, or from
+    /// below it when storage still holds a tail the snapshot covers (kept for followers a
+    /// little behind; it must then hold the snapshot's last entry, with the snapshot's term).
     pub entries: Vec<Entry>,
 }
 
@@ -218,6 +224,30 @@ impl RecoveredState {
         }
         let mut expected = snap.last_index + 1;
         let mut prev_term: Term = snap.last_term;
+        if let Some(first) = self.entries.first() {
+            if first.index <= snap.last_index && snap.last_index > 0 {
+                // A kept tail below the snapshot: it must continue into the snapshot's entry.
+                let at = (snap.last_index - first.index) as usize;
+                match self.entries.get(at) {
+                    Some(e) if e.index == snap.last_index && e.term == snap.last_term => {}
+                    _ => {
+                        return Err(RecoveryError::TailDoesNotMatchSnapshot {
+                            first: first.index,
+                            index: snap.last_index,
+                            term: snap.last_term,
+                        })
+                    }
+                }
+                if first.index == 0 {
+                    return Err(RecoveryError::Gap {
+                        expected: 1,
+                        found: 0,
+                    });
+                }
+                expected = first.index;
+                prev_term = 0;
+            }
+        }
         for e in &self.entries {
             if e.index != expected {
                 return Err(RecoveryError::Gap {
@@ -283,6 +313,16 @@ pub enum RecoveryError {
         commit: Index,
         /// The last recovered index.
         last: Index,
+    },
+    /// Entries kept below the snapshot do not hold the snapshot's last entry.
+    #[error("the log kept from index {first} does not hold the snapshot's last entry {index} of term {term}")]
+    TailDoesNotMatchSnapshot {
+        /// The first kept index.
+        first: Index,
+        /// The snapshot's last index.
+        index: Index,
+        /// The snapshot's last term.
+        term: Term,
     },
     /// An index beyond what the core accepts ([`MAX_INDEX`]).
     #[error("log index {index} is out of range")]

@@ -244,4 +244,38 @@ mod tests {
         assert_eq!(seen, vec![LogId { term: 1, index: 1 }]);
         assert!(matches!(d.pop_released(), Some(Held::SelfVote(2))));
     }
+
+    #[test]
+    fn an_install_that_drops_the_log_voids_earlier_claims_and_releases_its_holds_in_order() {
+        let mut d = Durability::new(HardState::default());
+        d.write_entries(None, &[e(1, 1), e(2, 1)]);
+        d.take_open(0);
+        let seq = d.issue_install(LogId { term: 2, index: 5 }, false);
+        assert_eq!(seq, 2);
+        assert!(d.hold(Held::Restore(SnapshotMeta::default())).is_none());
+        let mut seen = Vec::new();
+        assert!(d.persisted(1, |id| seen.push(id)));
+        assert!(seen.is_empty(), "the install discards what write 1 wrote");
+        assert!(
+            d.pop_released().is_none(),
+            "the restore waits for the install"
+        );
+        assert!(d.persisted(2, |id| seen.push(id)));
+        assert_eq!(seen, vec![LogId { term: 2, index: 5 }]);
+        assert!(matches!(d.pop_released(), Some(Held::Restore(_))));
+    }
+
+    #[test]
+    fn an_install_that_keeps_the_log_keeps_earlier_claims() {
+        let mut d = Durability::new(HardState::default());
+        d.write_entries(None, &[e(1, 1), e(2, 1), e(3, 1)]);
+        d.take_open(0);
+        d.issue_install(LogId { term: 1, index: 2 }, true);
+        let mut seen = Vec::new();
+        d.persisted(2, |id| seen.push(id));
+        assert_eq!(
+            seen,
+            vec![LogId { term: 1, index: 3 }, LogId { term: 1, index: 2 }]
+        );
+    }
 }

@@ -18,8 +18,12 @@
 //!   leader that needs them again for a lagging follower asks the driver to read them back.
 //!   Entries not yet applied or not yet durable always stay in memory.
 //!
-//! Cursors only move through methods that keep `floor <= applied <= applying <= committed <=
-//! last` and `applying <= stable <= last` (see `check`, run in debug builds after every change).
+//! Cursors only move through methods that keep `applied <= applying <= committed <= last`,
+//! `floor <= last` and `stable <= last`, and never drop an entry that is not applied and
+//! durable unless it lies at or below the floor (see `check`, run in debug builds after every
+//! change). Usually `floor <= applied` and `applying <= stable` too, but not between a
+//! snapshot's install and its restore (the state machine is behind the new floor) or its
+//! durability (the log ahead of its durable prefix).
 
 use std::collections::VecDeque;
 
@@ -59,12 +63,14 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log recovered from storage: `floor` is the snapshot's last entry (or index 0) and
-    /// `entries` follow it; everything is durable, nothing above the floor is applied.
+    /// A log recovered from storage: `entries` follow `floor` (the snapshot's last entry, or
+    /// a kept entry below it); everything is durable, and the state machine holds everything up
+    /// to `snapshot` (its restored snapshot's last index, at or above the floor, within the log).
     pub(crate) fn recovered(
         floor: LogId,
         entries: Vec<Entry>,
         committed: Index,
+        snapshot: Index,
         cache_bytes: u64,
     ) -> Self {
         let mut log = RaftLog {
@@ -85,7 +91,11 @@ impl RaftLog {
             log.push(e);
         }
         log.stable = log.last.index;
-        log.committed = committed.clamp(floor.index, log.last.index);
+        let snapshot = snapshot.clamp(floor.index, log.last.index);
+        log.applying = snapshot;
+        log.applied = snapshot;
+        log.committed = committed.clamp(snapshot, log.last.index);
+        log.evict();
         log.check();
         log
     }
@@ -431,9 +441,8 @@ impl RaftLog {
         }
         self.committed = snap.index;
         self.applying = snap.index;
-        self.applying_bytes.clear();
-        self.applying_bytes_total = 0;
-        // `applied` catches up when the driver reports the restore done (`applied_to`).
+        // Batches handed out before still count against the apply backlog until the restore
+        // is reported (`applied_to` the snapshot's index frees them). `applied` catches up then.
         self.check();
         keep
     }
@@ -496,7 +505,7 @@ mod tests {
             .enumerate()
             .map(|(i, &t)| e(i as u64 + 1, t))
             .collect();
-        RaftLog::recovered(LogId::default(), entries, 0, u64::MAX)
+        RaftLog::recovered(LogId::default(), entries, 0, 0, u64::MAX)
     }
 
     fn id(term: Term, index: Index) -> LogId {
@@ -565,7 +574,7 @@ mod tests {
     fn applied_durable_entries_leave_memory_beyond_the_cache() {
         let one = e(1, 1).size();
         let entries = (1..=10).map(|i| e(i, 1)).collect();
-        let mut l = RaftLog::recovered(LogId::default(), entries, 10, 3 * one);
+        let mut l = RaftLog::recovered(LogId::default(), entries, 10, 0, 3 * one);
         assert_eq!(l.mem_usage().0, 10, "nothing applied yet: everything stays");
         let batch = l.next_to_apply(u64::MAX, u64::MAX).expect("entries");
         assert_eq!(batch.len(), 10);
@@ -588,7 +597,7 @@ mod tests {
     fn apply_flow_control_caps_what_is_handed_out() {
         let one = e(1, 1).size();
         let entries = (1..=10).map(|i| e(i, 1)).collect();
-        let mut l = RaftLog::recovered(LogId::default(), entries, 10, u64::MAX);
+        let mut l = RaftLog::recovered(LogId::default(), entries, 10, 0, u64::MAX);
         let a = l.next_to_apply(u64::MAX, 4 * one).expect("first batch");
         assert_eq!(a.len(), 4);
         assert!(l.next_to_apply(u64::MAX, 4 * one).is_none(), "cap reached");

@@ -57,13 +57,24 @@ impl RaftNode {
         let snaps = Snapshots::new(recovered.snapshot.clone());
         let snap = recovered.snapshot.unwrap_or_default();
         let hs = recovered.hard_state;
+        let mut entries = recovered.entries;
+        // A tail kept below the snapshot stays in the log (followers a little behind catch up
+        // from it): its first entry becomes the floor, whose term is then known.
+        let floor = match entries.first() {
+            Some(first) if first.index <= snap.last_index => {
+                let first = entries.remove(0);
+                LogId {
+                    term: first.term,
+                    index: first.index,
+                }
+            }
+            _ => snap.last_id(),
+        };
         let log = RaftLog::recovered(
-            LogId {
-                term: snap.last_term,
-                index: snap.last_index,
-            },
-            recovered.entries,
+            floor,
+            entries,
             hs.commit,
+            snap.last_index,
             cfg.log_cache_bytes,
         );
         let voters = JointConfig::simple(cfg.voters.iter().copied());

@@ -69,8 +69,11 @@ pub(crate) struct SnapshotSend {
     pub(crate) total: Option<u64>,
     pub(crate) acked: u64,
     pub(crate) sent: u64,
-    /// A chunk read from storage is outstanding.
+    /// A chunk read from storage is outstanding (at most one per follower, whatever the
+    /// snapshot: a read made for a replaced transfer still counts until it returns).
     pub(crate) reading: bool,
+    /// The chunk that reaches `total` was sent: nothing is left to read until a rewind.
+    pub(crate) sent_last: bool,
     /// Heartbeat answers seen since the follower last confirmed progress.
     pub(crate) idle_rounds: u8,
     /// The offset of the last resend asked for and done: further requests for the same offset
@@ -79,8 +82,14 @@ pub(crate) struct SnapshotSend {
 }
 
 /// Heartbeat answers without progress after which a transfer resends from the last
-/// acknowledged offset (its chunks in flight are taken as lost).
-const SNAPSHOT_IDLE_ROUNDS: u8 = 3;
+/// acknowledged offset (its chunks in flight, or the acknowledgement of its install, are taken
+/// as lost). Each stored chunk is acknowledged, so a slow link that makes progress never waits
+/// this long.
+const SNAPSHOT_IDLE_ROUNDS: u8 = 5;
+
+/// Heartbeat answers after which a read asked of the driver (entries or a snapshot chunk) that
+/// did not come back is given up, so that the follower is served again.
+const READ_TIMEOUT_ROUNDS: u8 = 10;
 
 #[derive(Debug, Clone)]
 pub(crate) enum State {
@@ -107,6 +116,8 @@ pub(crate) struct Progress {
     recent_active: bool,
     state: State,
     window: usize,
+    /// Heartbeat answers seen while a read asked of the driver is outstanding.
+    read_waits: u8,
 }
 
 impl Progress {
@@ -118,6 +129,7 @@ impl Progress {
             recent_active: false,
             state: State::Probe { sent: false },
             window,
+            read_waits: 0,
         }
     }
 
@@ -201,6 +213,7 @@ impl Progress {
     pub(crate) fn start_fetch(&mut self, lo: Index) {
         if let State::Replicate { fetching, .. } = &mut self.state {
             *fetching = Some(lo);
+            self.read_waits = 0;
         }
     }
 
@@ -274,14 +287,18 @@ impl Progress {
         self.next = self.matched + 1;
     }
 
-    /// The follower needs entries at or below the leader's floor: send it snapshot `snap`.
+    /// The follower needs entries at or below the leader's floor: send it snapshot `snap`
+    /// (from the start; a read still outstanding for a previous transfer keeps the next one
+    /// waiting until it returns).
     pub(crate) fn become_snapshot(&mut self, snap: LogId) {
+        let reading = matches!(&self.state, State::Snapshot(s) if s.reading);
         self.state = State::Snapshot(SnapshotSend {
             snap,
             total: None,
             acked: 0,
             sent: 0,
-            reading: false,
+            reading,
+            sent_last: false,
             idle_rounds: 0,
             resent_from: None,
         });
@@ -292,11 +309,11 @@ impl Progress {
         let State::Snapshot(s) = &mut self.state else {
             return None;
         };
-        let done = s.total.is_some_and(|t| s.sent >= t);
-        if s.reading || done || s.sent - s.acked >= max_inflight {
+        if s.reading || s.sent_last || s.sent - s.acked >= max_inflight {
             return None;
         }
         s.reading = true;
+        self.read_waits = 0;
         Some((s.snap, s.sent))
     }
 
@@ -322,6 +339,7 @@ impl Progress {
         }
         s.total = Some(total);
         s.sent = offset + len;
+        s.sent_last = s.sent >= total;
         true
     }
 
@@ -332,12 +350,18 @@ impl Progress {
         }
     }
 
-    /// The follower confirmed snapshot `snap` received up to `next_offset`.
+    /// The follower confirmed snapshot `snap` received up to `next_offset`. An offset beyond
+    /// what was sent since a rewind comes from chunks sent before it: the follower holds them,
+    /// so sending goes on from there.
     pub(crate) fn snapshot_received(&mut self, snap: LogId, next_offset: u64) {
         if let State::Snapshot(s) = &mut self.state {
-            if s.snap == snap && next_offset > s.acked && next_offset <= s.sent {
+            let limit = s.total.unwrap_or(s.sent).max(s.sent);
+            if s.snap == snap && next_offset > s.acked && next_offset <= limit {
                 s.acked = next_offset;
                 s.idle_rounds = 0;
+                if next_offset > s.sent {
+                    s.sent = next_offset;
+                }
                 if s.resent_from.is_some_and(|r| next_offset > r) {
                     s.resent_from = None;
                 }
@@ -353,18 +377,32 @@ impl Progress {
                 let from = s.total.map_or(0, |t| from.min(t));
                 s.sent = from;
                 s.acked = from;
+                s.sent_last = false;
                 s.idle_rounds = 0;
                 s.resent_from = Some(from);
             }
         }
     }
 
-    /// Heard from the follower on a heartbeat: let a stuck window, probe or transfer move again.
+    /// Heard from the follower on a heartbeat: let a stuck window, probe, read or transfer
+    /// move again.
     pub(crate) fn heartbeat_answered(&mut self, max_msgs: usize, max_bytes: u64) {
         self.recent_active = true;
+        let waits = &mut self.read_waits;
+        let mut read_timed_out = || {
+            *waits += 1;
+            let out = *waits >= READ_TIMEOUT_ROUNDS;
+            if out {
+                *waits = 0;
+            }
+            out
+        };
         match &mut self.state {
             State::Probe { sent } => *sent = false,
-            State::Replicate { inflight, .. } => {
+            State::Replicate { inflight, fetching } => {
+                if fetching.is_some() && read_timed_out() {
+                    *fetching = None;
+                }
                 // A full window may be full of lost messages: free one slot so that one more
                 // append goes out; if the follower lacks what preceded it, its rejection
                 // restarts probing.
@@ -373,11 +411,18 @@ impl Progress {
                 }
             }
             State::Snapshot(s) => {
-                if s.sent > s.acked && !s.reading {
+                if s.reading {
+                    if read_timed_out() {
+                        s.reading = false;
+                    }
+                } else if s.sent > s.acked || s.sent_last {
+                    // Chunks are unacknowledged, or everything was sent and the install is not
+                    // acknowledged (the last chunk, or its answer, may be lost).
                     s.idle_rounds += 1;
                     if s.idle_rounds >= SNAPSHOT_IDLE_ROUNDS {
                         s.idle_rounds = 0;
                         s.sent = s.acked;
+                        s.sent_last = false;
                         s.resent_from = None;
                     }
                 }
@@ -512,5 +557,74 @@ mod tests {
             p.heartbeat_answered(4, 100);
         }
         assert_eq!(p.snapshot_next_read(100), Some((snap(9), 10)));
+    }
+
+    #[test]
+    fn an_empty_snapshot_whose_only_chunk_is_lost_is_sent_again() {
+        let mut p = Progress::new(2, 1, 4);
+        p.become_snapshot(snap(7));
+        assert_eq!(p.snapshot_next_read(100), Some((snap(7), 0)));
+        assert!(p.snapshot_chunk_read(snap(7), 0, 0, 0));
+        assert_eq!(p.snapshot_next_read(100), None, "the only chunk is out");
+        for _ in 0..SNAPSHOT_IDLE_ROUNDS {
+            p.heartbeat_answered(4, 100);
+        }
+        assert_eq!(p.snapshot_next_read(100), Some((snap(7), 0)), "sent again");
+    }
+
+    #[test]
+    fn acknowledgements_of_chunks_sent_before_a_rewind_still_count() {
+        let mut p = Progress::new(2, 1, 4);
+        p.become_snapshot(snap(9));
+        for off in [0, 10, 20] {
+            assert_eq!(p.snapshot_next_read(100), Some((snap(9), off)));
+            assert!(p.snapshot_chunk_read(snap(9), off, 10, 50));
+        }
+        // A rewind to 10, then the answer to the chunk at 20 arrives: the follower has 30.
+        p.snapshot_resend(snap(9), 10);
+        p.snapshot_received(snap(9), 30);
+        let s = p.snapshot().cloned().expect("transfer");
+        assert_eq!((s.acked, s.sent), (30, 30));
+        assert_eq!(p.snapshot_next_read(100), Some((snap(9), 30)));
+    }
+
+    #[test]
+    fn a_new_transfer_waits_for_the_read_of_the_old_one() {
+        let mut p = Progress::new(2, 1, 4);
+        p.become_snapshot(snap(5));
+        assert_eq!(p.snapshot_next_read(100), Some((snap(5), 0)));
+        p.become_snapshot(snap(8));
+        assert_eq!(
+            p.snapshot_next_read(100),
+            None,
+            "the old read is outstanding"
+        );
+        assert!(!p.snapshot_chunk_read(snap(5), 0, 10, 20), "stale: dropped");
+        assert_eq!(p.snapshot_next_read(100), Some((snap(8), 0)));
+    }
+
+    #[test]
+    fn reads_that_never_come_back_are_given_up() {
+        let mut p = Progress::new(2, 1, 4);
+        p.ack(3);
+        p.start_fetch(4);
+        for _ in 0..READ_TIMEOUT_ROUNDS - 1 {
+            p.heartbeat_answered(4, 100);
+        }
+        assert!(p.is_paused(4, 100), "still waiting");
+        p.heartbeat_answered(4, 100);
+        assert!(
+            !p.is_paused(4, 100),
+            "given up: the follower is served again"
+        );
+        p.become_snapshot(snap(3));
+        assert!(p.snapshot_next_read(100).is_some());
+        for _ in 0..READ_TIMEOUT_ROUNDS {
+            p.heartbeat_answered(4, 100);
+        }
+        assert!(
+            p.snapshot_next_read(100).is_some(),
+            "the lost chunk read is given up"
+        );
     }
 }

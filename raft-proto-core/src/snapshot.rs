@@ -39,6 +39,10 @@ pub(crate) struct Snapshots {
     latest: Option<SnapshotMeta>,
     /// A snapshot of this node's state machine being taken.
     taking: Option<SnapshotMeta>,
+    /// Whether that one was asked for (`Input::TriggerSnapshot`): a failure is retried then.
+    taking_requested: bool,
+    /// `bytes_since` when it was asked for.
+    bytes_at_request: u64,
     receiving: Option<Receiving>,
     /// A snapshot was installed and its restore is not handed out yet: applying waits.
     restore_pending: bool,
@@ -84,17 +88,18 @@ impl Snapshots {
         }
     }
 
-    /// Whether the policy asks for a snapshot now, `applying` entries having been handed out.
-    fn due(&self, cfg: &Config, applying: Index) -> bool {
+    /// Whether the policy asks for a snapshot now, `applying` entries having been handed out:
+    /// once a threshold is reached `factor` times over.
+    fn due(&self, cfg: &Config, applying: Index, factor: u64) -> bool {
         let since = self.latest.as_ref().map_or(0, |m| m.last_index);
         if applying <= since {
             return false;
         }
-        cfg.snapshot_after_entries
-            .is_some_and(|n| applying - since >= n)
-            || cfg
-                .snapshot_after_bytes
-                .is_some_and(|b| self.bytes_since >= b)
+        let over = |limit: Option<u64>, amount: u64| {
+            limit.is_some_and(|n| amount >= n.saturating_mul(factor))
+        };
+        over(cfg.snapshot_after_entries, applying - since)
+            || over(cfg.snapshot_after_bytes, self.bytes_since)
     }
 
     /// Whether a snapshot can be asked for now (none taken, received or restored meanwhile).
@@ -123,7 +128,7 @@ impl RaftNode {
     /// machine reaches exactly that index before taking it.
     pub(crate) fn maybe_take_snapshot(&mut self, out: &mut Vec<Output>) {
         let forced = self.snaps.requested;
-        if !self.snaps.idle() || (!forced && self.snaps.backoff > 0) {
+        if !self.snaps.idle() || self.snaps.backoff > 0 {
             return;
         }
         let index = self.log.applying();
@@ -133,7 +138,15 @@ impl RaftNode {
             self.snaps.requested = false;
             return;
         }
-        if !(forced || self.snaps.due(&self.cfg, index)) {
+        if !(forced || self.snaps.due(&self.cfg, index, 1)) {
+            return;
+        }
+        // A leader sending its snapshot to a follower does not replace it (storage keeps one:
+        // the transfer would start over, and under a steady load never finish), unless the
+        // log since it grew to four times the policy's threshold.
+        let sending =
+            self.role == Role::Leader && self.progress.iter().any(|p| p.snapshot().is_some());
+        if !forced && sending && !self.snaps.due(&self.cfg, index, 4) {
             return;
         }
         let Some(term) = self.log.term(index) else {
@@ -145,16 +158,19 @@ impl RaftNode {
             membership: Membership::voters(self.voters.ids()),
         };
         self.snaps.taking = Some(meta.clone());
-        self.snaps.bytes_since = 0;
+        self.snaps.taking_requested = forced;
+        self.snaps.bytes_at_request = self.snaps.bytes_since;
         self.snaps.requested = false;
         // An unfinished transfer in storage is abandoned by this snapshot's begin.
         self.snaps.receiving = None;
         out.push(Output::TakeSnapshot { meta });
     }
 
-    /// `Input::TriggerSnapshot`: take one as soon as possible.
+    /// `Input::TriggerSnapshot`: take one as soon as possible (a request overrides the wait
+    /// after a failure).
     pub(crate) fn request_snapshot(&mut self) {
         self.snaps.requested = true;
+        self.snaps.backoff = 0;
     }
 
     pub(crate) fn on_snapshot_taken(&mut self, index: Index, out: &mut Vec<Output>) {
@@ -194,7 +210,17 @@ impl RaftNode {
 
     pub(crate) fn on_snapshot_failed(&mut self, index: Index, out: &mut Vec<Output>) {
         match self.snaps.taking.take() {
-            Some(meta) if meta.last_index == index => self.snaps.backoff = RETRY_TICKS,
+            Some(meta) if meta.last_index == index => {
+                // The policy tries again after a while (its threshold is still passed); a
+                // request is taken up again after the same wait, unless another one came in
+                // meanwhile: that one is honoured at once.
+                if self.snaps.requested {
+                    self.snaps.backoff = 0;
+                } else {
+                    self.snaps.backoff = RETRY_TICKS;
+                    self.snaps.requested = self.snaps.taking_requested;
+                }
+            }
             other => {
                 self.snaps.taking = other;
                 out.push(Output::Event(Event::InvalidInput {
@@ -374,12 +400,26 @@ impl RaftNode {
             }));
             return;
         }
+        if m.size > self.cfg.max_snapshot_bytes {
+            out.push(Output::Event(Event::InvalidInput {
+                reason: "snapshot larger than max_snapshot_bytes",
+            }));
+            return;
+        }
         let term = self.term;
         let committed = self.log.committed();
         if snap.index <= committed {
             // Older than what this node knows committed: nothing to install. Tell the leader
-            // where the log stands so that appends take over.
-            self.snaps.receiving = None;
+            // where the log stands so that appends take over. (A transfer in progress of a
+            // newer snapshot is left alone: this chunk may just be late.)
+            if self
+                .snaps
+                .receiving
+                .as_ref()
+                .is_some_and(|r| r.meta.last_index <= committed)
+            {
+                self.snaps.receiving = None;
+            }
             let ack = AppendResult::Success {
                 match_index: committed,
             };
@@ -405,6 +445,15 @@ impl RaftNode {
             }
         } else if m.offset != 0 {
             self.send(from, answer(SnapshotAck::Resend { from: 0 }), out);
+            return;
+        } else if self
+            .snaps
+            .receiving
+            .as_ref()
+            .is_some_and(|r| r.term == term && r.leader == from && r.meta.last_index >= snap.index)
+        {
+            // The start of an older snapshot from the same leader, arriving late: the transfer
+            // of the newer one goes on.
             return;
         } else {
             self.snaps.receiving = Some(Receiving {

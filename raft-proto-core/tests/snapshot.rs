@@ -363,7 +363,7 @@ fn a_follower_restarted_mid_transfer_starts_it_over() {
 }
 
 #[test]
-fn a_newer_snapshot_replaces_the_one_in_transfer() {
+fn a_newer_snapshot_replaces_the_one_in_transfer_once_the_log_grew_far() {
     let mut c = cluster(tight);
     c.isolate(3);
     write(&mut c, 1, 1, 20);
@@ -373,10 +373,21 @@ fn a_newer_snapshot_replaces_the_one_in_transfer() {
         c.node(3).status().snapshot.receiving.is_some()
     });
     let first = c.node(3).status().snapshot.receiving.expect("receiving").0;
-    // While node 3 is cut off again, the leader takes a newer snapshot.
+    // While node 3 is cut off again, the leader defers its next snapshot (that would restart
+    // the transfer) until the log since the last one is four times the policy's threshold.
     c.isolate(3);
     c.hold_reads = false;
-    write(&mut c, 1, 50, 6);
+    write(&mut c, 1, 50, 8);
+    c.serve_reads();
+    let deferred = c
+        .node(1)
+        .status()
+        .snapshot
+        .latest
+        .expect("latest")
+        .last_index;
+    assert_eq!(deferred, first, "no new snapshot while sending one");
+    write(&mut c, 1, 60, 14);
     c.serve_reads();
     let newer = c
         .node(1)
@@ -596,7 +607,14 @@ fn a_node_restarts_from_its_snapshot_and_the_log_after_it() {
         st.applied, snap.last_index,
         "the snapshot counts as applied"
     );
-    assert_eq!(st.first_index, snap.last_index + 1);
+    // The tail kept below the snapshot comes back too (its first entry is the floor).
+    let kept_from = c.disks[&2]
+        .entries
+        .first()
+        .map(|e| e.index)
+        .expect("a kept log");
+    assert!(kept_from <= snap.last_index);
+    assert_eq!(st.first_index, kept_from + 1);
     // Its state machine comes back from the snapshot and the entries after it apply.
     let state = decode_state(&c.disks[&2].snapshot.as_ref().expect("s").1);
     assert_eq!(state.last().map(|e| e.index), Some(snap.last_index));
@@ -694,6 +712,202 @@ fn a_follower_within_the_kept_tail_catches_up_by_appends() {
     }
     assert_eq!(installs(&c, 3), 0, "the kept tail sufficed");
     assert_converged(&mut c);
+}
+
+#[test]
+fn a_transfer_under_a_steady_write_load_finishes() {
+    let mut c = cluster(tight);
+    c.isolate(3);
+    write(&mut c, 1, 1, 20);
+    c.heal();
+    // One write per round while the transfer is under way: the policy would take a new
+    // snapshot every five entries, which must not restart the transfer each time.
+    for i in 100..300 {
+        let data: &'static [u8] = Box::leak(format!("load-{i}").into_bytes().into_boxed_slice());
+        c.propose(1, i, data);
+        c.tick_all();
+        c.deliver_all();
+        if installs(&c, 3) > 0 {
+            break;
+        }
+    }
+    assert_eq!(installs(&c, 3), 1, "the transfer finished under load");
+    assert_converged(&mut c);
+}
+
+#[test]
+fn a_follower_busy_with_its_own_snapshot_gets_the_leaders_later() {
+    let mut c = cluster(tight);
+    write(&mut c, 1, 1, 3);
+    settle(&mut c);
+    c.isolate(3);
+    write(&mut c, 1, 10, 20);
+    // Node 3 starts a snapshot of its own, not finished yet, when the leader's chunks come.
+    c.auto_snapshot = false;
+    c.step(3, Input::TriggerSnapshot);
+    assert!(c.snapshot_requests.contains_key(&3));
+    c.heal();
+    for _ in 0..6 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(
+        installs(&c, 3),
+        0,
+        "chunks are ignored while it takes its own"
+    );
+    c.auto_snapshot = true;
+    c.take_requested_snapshots();
+    run_until(&mut c, "the install", |c| installs(c, 3) == 1);
+    assert_converged(&mut c);
+}
+
+#[test]
+fn late_chunks_of_an_older_snapshot_leave_the_transfer_alone() {
+    let mut n = lone_follower();
+    let outs = n.step(chunk(0, b"abcd", 12, 10));
+    assert_eq!(
+        answers(&outs),
+        vec![SnapshotAck::Received { next_offset: 4 }]
+    );
+    // The start of an older snapshot (index 8) from the same leader arrives late.
+    let outs = n.step(chunk(0, b"old!", 8, 8));
+    assert!(answers(&outs).is_empty());
+    assert_eq!(n.status().snapshot.receiving, Some((10, 4, 12)));
+    let outs = n.step(chunk(4, b"efgh", 12, 10));
+    assert_eq!(
+        answers(&outs),
+        vec![SnapshotAck::Received { next_offset: 8 }]
+    );
+}
+
+#[test]
+fn a_snapshot_larger_than_the_limit_is_refused() {
+    let mut cfg = Config::new(2, [1, 2, 3]);
+    cfg.max_snapshot_bytes = 10;
+    let rec = RecoveredState {
+        hard_state: HardState {
+            term: 2,
+            vote: 1,
+            commit: 0,
+        },
+        ..RecoveredState::default()
+    };
+    let mut n = RaftNode::new(cfg, rec).expect("node");
+    let outs = n.step(chunk(0, b"abcd", 11, 10));
+    assert!(invalid(&outs));
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::SnapshotChunk { .. })));
+}
+
+#[test]
+fn an_install_replaces_a_log_that_ends_before_the_snapshot() {
+    // Node 3 holds the leader's first entries, then stops hearing from it; the leader
+    // compacts everything below its snapshot.
+    let mut c = cluster(|cfg| {
+        tight(cfg);
+        cfg.snapshot_after_entries = Some(8);
+        cfg.compaction_keep_entries = 0;
+    });
+    write(&mut c, 1, 1, 4);
+    c.isolate(3);
+    write(&mut c, 1, 10, 12);
+    c.heal();
+    run_until(&mut c, "an install on node 3", |c| installs(c, 3) == 1);
+    let snap = c.node(3).status().snapshot.latest.expect("installed");
+    assert!(snap.last_index > 5);
+    assert_converged(&mut c);
+    let last = c.node(1).last_log_id();
+    assert_eq!(c.node(3).last_log_id(), last);
+    assert_eq!(c.node(3).log_term(snap.last_index), Some(snap.last_term));
+}
+
+#[test]
+fn after_a_restart_a_leader_serves_a_follower_within_the_kept_tail_by_appends() {
+    let mut c = cluster(|cfg| {
+        tight(cfg);
+        cfg.snapshot_after_entries = Some(10);
+        cfg.compaction_keep_entries = 8;
+    });
+    write(&mut c, 1, 1, 3);
+    c.isolate(3);
+    write(&mut c, 1, 10, 9);
+    // The leader restarts (its log tail below the snapshot comes back from its disk) and is
+    // elected again; node 3 lags by less than the kept tail.
+    c.restart(1);
+    c.heal();
+    c.isolate(2);
+    let mut led = false;
+    for _ in 0..400 {
+        c.tick(1);
+        c.tick(3);
+        c.deliver_all();
+        if c.node(1).role() == Role::Leader {
+            led = true;
+            break;
+        }
+    }
+    assert!(led, "node 1 leads again");
+    c.heal();
+    for _ in 0..6 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(installs(&c, 3), 0, "appends from the kept tail sufficed");
+    assert_converged(&mut c);
+}
+
+#[test]
+fn a_failed_requested_snapshot_is_retried_after_a_wait() {
+    let mut c = cluster(|cfg| {
+        cfg.snapshot_after_entries = None;
+        cfg.snapshot_after_bytes = None;
+    });
+    write(&mut c, 1, 1, 3);
+    c.auto_snapshot = false;
+    c.step(2, Input::TriggerSnapshot);
+    let meta = c.snapshot_requests.remove(&2).expect("asked for");
+    c.step(
+        2,
+        Input::SnapshotFailed {
+            index: meta.last_index,
+        },
+    );
+    c.step(2, Input::Tick);
+    assert_eq!(snapshots_taken(&c, 2).len(), 1, "not at once");
+    for _ in 0..120 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(snapshots_taken(&c, 2).len(), 2, "retried after the wait");
+}
+
+#[test]
+fn a_failed_snapshot_by_bytes_is_retried_after_a_wait_not_another_budget() {
+    let mut c = cluster(|cfg| {
+        cfg.snapshot_after_entries = None;
+        cfg.snapshot_after_bytes = Some(300);
+    });
+    c.auto_snapshot = false;
+    write(&mut c, 1, 1, 12);
+    let meta = c.snapshot_requests.remove(&2).expect("the policy asked");
+    c.step(
+        2,
+        Input::SnapshotFailed {
+            index: meta.last_index,
+        },
+    );
+    let before = snapshots_taken(&c, 2).len();
+    for _ in 0..120 {
+        c.tick_all();
+        c.deliver_all();
+    }
+    assert_eq!(
+        snapshots_taken(&c, 2).len(),
+        before + 1,
+        "retried without new writes"
+    );
 }
 
 #[test]

@@ -290,9 +290,8 @@ impl Storage for RedbStorage {
         self.incoming = None;
         let view = self.db.load_view()?;
         let membership = self.db.load_membership()?;
-        let covered = view.covered();
-        let entries = if view.last > covered {
-            self.db.entries(covered + 1, view.last + 1)?
+        let entries = if view.last > view.floor {
+            self.db.entries(view.floor + 1, view.last + 1)?
         } else {
             Vec::new()
         };

@@ -595,9 +595,8 @@ fn snapshot_with_continuing_log<S: Storage>(fresh: Fresh<'_, S>, reopen: Reopen<
     let (mut s, rec) = restart(s, reopen);
     assert_eq!(rec.snapshot, Some(meta(7, 2)));
     assert_eq!(
-        rec.entries,
-        log[7..].to_vec(),
-        "recovery leaves covered entries out"
+        rec.entries, log,
+        "recovery includes the entries the snapshot covers until compaction drops them"
     );
     ok(s.compact(7), "compact");
     check_log(&s, 8, 10, &log[7..], "after compaction");
@@ -700,10 +699,11 @@ fn recovery_after_reopen<S: Storage>(fresh: Fresh<'_, S>, reopen: Reopen<'_, S>)
     install(&mut s, meta(6, 2), &[b"six"]);
     ok(s.compact(5), "compact");
     write(&mut s, &[with_hs(append(run(9, 9, 2)), hs(2, 2, 9))]);
+    // Entry 6 is the snapshot's last entry and was not compacted: recovery keeps it.
     let expected = RecoveredState {
         hard_state: hs(2, 2, 9),
         snapshot: Some(meta(6, 2)),
-        entries: run(7, 9, 2),
+        entries: run(6, 9, 2),
     };
     let (s, rec) = restart(s, reopen);
     assert_eq!(rec, expected);

@@ -130,16 +130,10 @@ impl Storage for MemStorage {
 
     fn recover(&mut self) -> Result<RecoveredState, Self::Error> {
         self.incoming = None;
-        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
         Ok(RecoveredState {
             hard_state: self.hard_state,
             snapshot: self.snapshot.as_ref().map(|s| s.0.clone()),
-            entries: self
-                .entries
-                .iter()
-                .filter(|e| e.index > covered)
-                .cloned()
-                .collect(),
+            entries: self.entries.clone(),
         })
     }
 

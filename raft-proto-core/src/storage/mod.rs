@@ -26,7 +26,9 @@ pub trait Storage: Send + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Everything the node restarts from: the last durable hard state, the latest snapshot's
-    /// metadata, and the log entries after it (entries the snapshot covers are left out).
+    /// metadata, and the log entries kept, from the first index on. Entries the snapshot covers
+    /// but compaction has not dropped yet are included (a follower a little behind catches up
+    /// from them); they continue into the snapshot's last entry.
     fn recover(&mut self) -> Result<RecoveredState, Self::Error>;
 
     /// Makes `writes` durable, in order, as one atomic unit (all or nothing after a crash),

@@ -71,16 +71,10 @@ impl Disk {
     }
 
     fn recovered(&self) -> RecoveredState {
-        let covered = self.snapshot.as_ref().map_or(0, |s| s.0.last_index);
         RecoveredState {
             hard_state: self.hard_state,
             snapshot: self.snapshot.as_ref().map(|s| s.0.clone()),
-            entries: self
-                .entries
-                .iter()
-                .filter(|e| e.index > covered)
-                .cloned()
-                .collect(),
+            entries: self.entries.clone(),
         }
     }
 }

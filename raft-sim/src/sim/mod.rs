@@ -631,6 +631,11 @@ impl Sim {
             Output::Compact { through } => {
                 let inc = self.nodes[n].incarnation;
                 let d = self.rng.range(0, 3_000);
+                // Reactive nemesis: crash some nodes just before or after they compact.
+                if self.kinds.crashes && self.healed_at.is_none() && self.rng.chance(0.1) {
+                    let when = self.rng.range(0, 2 * d + 1);
+                    self.crash_and_restart(n, when);
+                }
                 self.at(
                     d,
                     Ev::Compact {

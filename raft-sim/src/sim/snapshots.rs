@@ -52,6 +52,11 @@ impl Sim {
         let inc = node.incarnation;
         let fail = self.rng.chance(0.05);
         let d = self.rng.range(100, 8_000);
+        // Reactive nemesis: crash some nodes while their snapshot is being written out.
+        if self.kinds.crashes && self.healed_at.is_none() && self.rng.chance(0.1) {
+            let when = self.rng.range(0, d + 1_000);
+            self.crash_and_restart(n, when);
+        }
         self.at(
             d,
             Ev::SnapshotStored {
@@ -183,6 +188,11 @@ impl Sim {
         }
         if !self.nodes[n].sync_busy {
             self.schedule_sync(n, seq);
+        }
+        // Reactive nemesis: crash some installs before, around or after they sync.
+        if self.kinds.crashes && self.healed_at.is_none() && self.rng.chance(0.2) {
+            let when = self.rng.range(0, 3_000);
+            self.crash_and_restart(n, when);
         }
     }
 
