@@ -134,7 +134,7 @@ fn wire() {
         ),
         (
             "install_snapshot",
-            Message::InstallSnapshot(InstallSnapshot {
+            Message::InstallSnapshot(Box::new(InstallSnapshot {
                 term: 4,
                 meta: SnapshotMeta {
                     last_index: 7,
@@ -143,26 +143,27 @@ fn wire() {
                         voters: vec![1, 2, 3],
                         outgoing: vec![1, 2, 4],
                         learners: vec![5],
-                    },
+                    }
+                    .into(),
                 },
                 size: 40,
                 offset: 16,
                 data: Bytes::from_static(b"sixteen bytes..."),
-            }),
+            })),
         ),
         (
             "install_snapshot_empty",
-            Message::InstallSnapshot(InstallSnapshot {
+            Message::InstallSnapshot(Box::new(InstallSnapshot {
                 term: 4,
                 meta: SnapshotMeta {
                     last_index: 7,
                     last_term: 3,
-                    membership: Membership::voters([1, 2, 3]),
+                    membership: Membership::voters([1, 2, 3]).into(),
                 },
                 size: 0,
                 offset: 0,
                 data: Bytes::new(),
-            }),
+            })),
         ),
         (
             "install_snapshot_received",
@@ -727,16 +728,16 @@ fn core_snapshots() {
     let meta = |last_index, last_term, voters: &[u64]| SnapshotMeta {
         last_index,
         last_term,
-        membership: Membership::voters(voters.iter().copied()),
+        membership: Membership::voters(voters.iter().copied()).into(),
     };
     let chunk = |term, meta: SnapshotMeta, size, offset, data: Bytes| {
-        Message::InstallSnapshot(InstallSnapshot {
+        Message::InstallSnapshot(Box::new(InstallSnapshot {
             term,
             meta,
             size,
             offset,
             data,
-        })
+        }))
     };
     let forged_msgs = [
         chunk(

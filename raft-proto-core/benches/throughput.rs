@@ -97,8 +97,15 @@ impl Loop {
                     Output::Persist(w) => {
                         self.queue.push_back((i, Input::Persisted { seq: w.seq }))
                     }
-                    Output::Apply { entries } if i == 0 => {
-                        self.committed += entries.len() as u64;
+                    Output::Apply { entries } => {
+                        if i == 0 {
+                            self.committed += entries.len() as u64;
+                        }
+                        // As a driver does: the state machine reports what it applied.
+                        if let Some(last) = entries.last() {
+                            self.queue
+                                .push_back((i, Input::Applied { index: last.index }));
+                        }
                     }
                     _ => {}
                 }

@@ -149,6 +149,12 @@ impl RaftLog {
         if index < self.floor.index || index > self.last.index {
             return None;
         }
+        // Most lookups are in the newest term.
+        if let Some(newest) = self.runs.back() {
+            if index >= newest.index {
+                return Some(newest.term);
+            }
+        }
         // The last run starting at or before `index`.
         let k = self.runs.partition_point(|r| r.index <= index);
         self.runs.get(k.wrapping_sub(1)).map(|r| r.term)
@@ -177,15 +183,27 @@ impl RaftLog {
     /// Clones entries `lo..=hi` from memory (payloads are reference counted), stopping once
     /// `max_bytes` is exceeded but always returning at least one entry when the range is not
     /// empty. An empty range gives an empty vector.
+    #[cfg(test)]
     pub(crate) fn slice(
         &self,
         lo: Index,
         hi: Index,
         max_bytes: u64,
     ) -> Result<Vec<Entry>, Unavailable> {
+        self.slice_sized(lo, hi, max_bytes)
+            .map(|(entries, _)| entries)
+    }
+
+    /// Like [`RaftLog::slice`], with the entries' total size.
+    pub(crate) fn slice_sized(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: u64,
+    ) -> Result<(Vec<Entry>, u64), Unavailable> {
         let hi = hi.min(self.last.index);
         if lo > hi {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         if lo <= self.floor.index {
             return Err(Unavailable::Compacted);
@@ -199,15 +217,16 @@ impl RaftLog {
         let mut size = 0u64;
         let mut n = 0usize;
         for e in self.entries.range(a..b) {
-            size += e.size();
-            if n > 0 && size > max_bytes {
+            let next = size + e.size();
+            if n > 0 && next > max_bytes {
                 break;
             }
+            size = next;
             n += 1;
         }
         let mut out = Vec::with_capacity(n);
         out.extend(self.entries.range(a..a + n).cloned());
-        Ok(out)
+        Ok((out, size))
     }
 
     /// Sum of entry sizes in `lo..=hi` held in memory.
@@ -352,7 +371,7 @@ impl RaftLog {
         &mut self,
         max_bytes: u64,
         max_pending_bytes: u64,
-    ) -> Option<Vec<Entry>> {
+    ) -> Option<(Vec<Entry>, u64)> {
         let hi = self.committed.min(self.stable);
         if hi <= self.applying {
             return None;
@@ -362,14 +381,13 @@ impl RaftLog {
         }
         let budget = max_bytes.min(max_pending_bytes - self.applying_bytes_total);
         // Unapplied entries are always in memory.
-        let entries = self.slice(self.applying + 1, hi, budget).ok()?;
+        let (entries, bytes) = self.slice_sized(self.applying + 1, hi, budget).ok()?;
         let last = entries.last()?.index;
-        let bytes: u64 = entries.iter().map(Entry::size).sum();
         self.applying = last;
         self.applying_bytes.push_back((last, bytes));
         self.applying_bytes_total += bytes;
         self.check();
-        Some(entries)
+        Some((entries, bytes))
     }
 
     /// The driver applied everything up to `index`. Returns the new applied index.
@@ -576,7 +594,7 @@ mod tests {
         let entries = (1..=10).map(|i| e(i, 1)).collect();
         let mut l = RaftLog::recovered(LogId::default(), entries, 10, 0, 3 * one);
         assert_eq!(l.mem_usage().0, 10, "nothing applied yet: everything stays");
-        let batch = l.next_to_apply(u64::MAX, u64::MAX).expect("entries");
+        let (batch, _) = l.next_to_apply(u64::MAX, u64::MAX).expect("entries");
         assert_eq!(batch.len(), 10);
         assert_eq!(l.applied_to(6), 6);
         assert_eq!(
@@ -598,7 +616,7 @@ mod tests {
         let one = e(1, 1).size();
         let entries = (1..=10).map(|i| e(i, 1)).collect();
         let mut l = RaftLog::recovered(LogId::default(), entries, 10, 0, u64::MAX);
-        let a = l.next_to_apply(u64::MAX, 4 * one).expect("first batch");
+        let (a, _) = l.next_to_apply(u64::MAX, 4 * one).expect("first batch");
         assert_eq!(a.len(), 4);
         assert!(l.next_to_apply(u64::MAX, 4 * one).is_none(), "cap reached");
         l.applied_to(2);
@@ -607,7 +625,7 @@ mod tests {
             "a batch counts until it is applied whole"
         );
         l.applied_to(4);
-        let b = l.next_to_apply(u64::MAX, 4 * one).expect("room again");
+        let (b, _) = l.next_to_apply(u64::MAX, 4 * one).expect("room again");
         assert_eq!(
             b.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![5, 6, 7, 8]

@@ -20,7 +20,7 @@ pub enum Message {
     /// The answer to a [`Heartbeat`].
     HeartbeatResponse(HeartbeatResponse),
     /// One chunk of a snapshot for a follower whose next entry the leader compacted away.
-    InstallSnapshot(InstallSnapshot),
+    InstallSnapshot(Box<InstallSnapshot>),
     /// The answer to an [`InstallSnapshot`] chunk (the last chunk is answered with an
     /// [`AppendEntriesResponse`] once the snapshot is installed).
     InstallSnapshotResponse(InstallSnapshotResponse),

@@ -414,7 +414,7 @@ impl RaftNode {
             Message::AppendEntriesResponse(r) => self.handle_append_response(from, r, out),
             Message::Heartbeat(h) => self.handle_heartbeat(from, h, out),
             Message::HeartbeatResponse(_) => self.handle_heartbeat_response(from, out),
-            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m, out),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, *m, out),
             Message::InstallSnapshotResponse(r) => {
                 self.handle_install_snapshot_response(from, r, out)
             }

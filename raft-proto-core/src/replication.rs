@@ -91,12 +91,12 @@ impl RaftNode {
                 return;
             };
             let streaming = pr.is_streaming();
-            let entries =
+            let (entries, bytes) =
                 match self
                     .log
-                    .slice(next, self.log.last_index(), self.cfg.max_message_bytes)
+                    .slice_sized(next, self.log.last_index(), self.cfg.max_message_bytes)
                 {
-                    Ok(entries) => entries,
+                    Ok(sized) => sized,
                     Err(Unavailable::Compacted) => {
                         self.start_snapshot(i, out);
                         return;
@@ -115,7 +115,7 @@ impl RaftNode {
                         return;
                     }
                     // A probe needs no entries: find the match first, fetch once streaming.
-                    Err(Unavailable::Evicted) => Vec::new(),
+                    Err(Unavailable::Evicted) => (Vec::new(), 0),
                 };
             if entries.is_empty() && !send_if_empty {
                 return;
@@ -127,7 +127,7 @@ impl RaftNode {
                     term: prev_term,
                     index: prev_index,
                 },
-                entries,
+                (entries, bytes),
                 out,
             );
             if !(streaming && carried) {
@@ -138,8 +138,14 @@ impl RaftNode {
     }
 
     /// Sends one append with `entries` after `prev` to the follower at `i` and records it.
-    fn send_entries(&mut self, i: usize, prev: LogId, entries: Vec<Entry>, out: &mut Vec<Output>) {
-        let bytes: u64 = entries.iter().map(Entry::size).sum();
+    /// `entries` come with their total size.
+    fn send_entries(
+        &mut self,
+        i: usize,
+        prev: LogId,
+        (entries, bytes): (Vec<Entry>, u64),
+        out: &mut Vec<Output>,
+    ) {
         let carried = !entries.is_empty();
         let pr = &mut self.progress[i];
         pr.sent(prev.index + entries.len() as u64, bytes, carried);
@@ -197,10 +203,11 @@ impl RaftNode {
         let mut size = 0u64;
         let mut n = 0usize;
         for e in &entries {
-            size += e.size();
-            if n > 0 && size > self.cfg.max_message_bytes {
+            let next = size + e.size();
+            if n > 0 && next > self.cfg.max_message_bytes {
                 break;
             }
+            size = next;
             n += 1;
         }
         entries.truncate(n);
@@ -210,7 +217,7 @@ impl RaftNode {
                 term: prev_term,
                 index: prev,
             },
-            entries,
+            (entries, size),
             out,
         );
         self.send_append(i, false, out);
@@ -449,8 +456,8 @@ impl RaftNode {
     pub(crate) fn maybe_apply(&mut self, out: &mut Vec<Output>) {
         if !self.apply_blocked() {
             let (max, backlog) = (self.cfg.max_apply_bytes, self.cfg.max_apply_backlog_bytes);
-            while let Some(entries) = self.log.next_to_apply(max, backlog) {
-                self.on_handed_out(&entries);
+            while let Some((entries, bytes)) = self.log.next_to_apply(max, backlog) {
+                self.on_handed_out(bytes);
                 out.push(Output::Apply { entries });
             }
         }

@@ -16,7 +16,7 @@ use crate::message::{
     SnapshotAck,
 };
 use crate::node::RaftNode;
-use crate::types::{Entry, Index, Membership, NodeId, Role, SnapshotMeta, Term};
+use crate::types::{Index, Membership, NodeId, Role, SnapshotMeta, Term};
 
 /// Ticks the policy waits after a failed snapshot before it asks again.
 const RETRY_TICKS: u32 = 100;
@@ -114,9 +114,9 @@ impl RaftNode {
         self.snaps.restore_pending
     }
 
-    /// Entries were handed out for applying.
-    pub(crate) fn on_handed_out(&mut self, entries: &[Entry]) {
-        self.snaps.bytes_since += entries.iter().map(Entry::size).sum::<u64>();
+    /// `bytes` of entries were handed out for applying.
+    pub(crate) fn on_handed_out(&mut self, bytes: u64) {
+        self.snaps.bytes_since += bytes;
     }
 
     pub(crate) fn snapshot_tick(&mut self) {
@@ -155,7 +155,7 @@ impl RaftNode {
         let meta = SnapshotMeta {
             last_index: index,
             last_term: term,
-            membership: Membership::voters(self.voters.ids()),
+            membership: Membership::voters(self.voters.ids()).into(),
         };
         self.snaps.taking = Some(meta.clone());
         self.snaps.taking_requested = forced;
@@ -339,7 +339,7 @@ impl RaftNode {
         };
         out.push(Output::Send {
             to,
-            msg: Message::InstallSnapshot(msg),
+            msg: Message::InstallSnapshot(Box::new(msg)),
         });
         self.continue_snapshot(i, out);
     }

@@ -115,8 +115,9 @@ pub struct SnapshotMeta {
     pub last_index: Index,
     /// Term of that entry.
     pub last_term: Term,
-    /// The cluster's membership as of that entry.
-    pub membership: Membership,
+    /// The cluster's membership as of that entry (shared: it changes rarely, and snapshot
+    /// metadata travels in many outputs and messages).
+    pub membership: std::sync::Arc<Membership>,
 }
 
 impl SnapshotMeta {

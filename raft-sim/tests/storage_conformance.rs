@@ -118,7 +118,8 @@ impl Harness {
                 voters: vec![1, 2, 3],
                 outgoing: Vec::new(),
                 learners: vec![last_index % 5],
-            },
+            }
+            .into(),
         }
     }
 

@@ -399,7 +399,7 @@ impl Storage for RedbStorage {
         let mut next = self.view;
         self.db.finish_snapshot(&mut next, &incoming)?;
         self.view = next;
-        self.membership = incoming.meta.membership;
+        self.membership = (*incoming.meta.membership).clone();
         Ok(())
     }
 

@@ -23,7 +23,7 @@ impl SnapshotRecord {
         SnapshotMeta {
             last_index: self.last.index,
             last_term: self.last.term,
-            membership: membership.clone(),
+            membership: membership.clone().into(),
         }
     }
 }

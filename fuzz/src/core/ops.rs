@@ -173,7 +173,7 @@ fn read_message(inp: &mut Input) -> Message {
             let meta = SnapshotMeta {
                 last_index: inp.num(),
                 last_term: inp.num(),
-                membership: read_membership(inp),
+                membership: read_membership(inp).into(),
             };
             let offset = inp.num();
             let data = Bytes::from(inp.bytes(24));
@@ -184,13 +184,13 @@ fn read_message(inp: &mut Input) -> Message {
                 1 => end.wrapping_add(inp.num()),
                 _ => inp.num(),
             };
-            Message::InstallSnapshot(InstallSnapshot {
+            Message::InstallSnapshot(Box::new(InstallSnapshot {
                 term,
                 meta,
                 size,
                 offset,
                 data,
-            })
+            }))
         }
         _ => Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term: inp.num(),

@@ -57,7 +57,7 @@ impl Cluster {
                     "node {id}: a snapshot is asked for at exactly what was handed out"
                 );
                 assert_eq!(
-                    meta.membership,
+                    *meta.membership,
                     Membership::voters(IDS),
                     "node {id}: the snapshot's membership"
                 );

@@ -671,7 +671,7 @@ fn message_from_wire(
                 .filter(|&end| end <= frame.len())
                 .ok_or_else(|| DecodeError::Malformed("payload out of bounds".into()))?;
             let last = log_id(last);
-            Message::InstallSnapshot(InstallSnapshot {
+            Message::InstallSnapshot(Box::new(InstallSnapshot {
                 term,
                 meta: SnapshotMeta {
                     last_index: last.index,
@@ -680,12 +680,13 @@ fn message_from_wire(
                         voters,
                         outgoing,
                         learners,
-                    },
+                    }
+                    .into(),
                 },
                 size,
                 offset,
                 data: frame.slice(payload_start..end),
-            })
+            }))
         }
         Wire::InstallSnapshotResponse(term, snapshot, ack) => {
             Message::InstallSnapshotResponse(InstallSnapshotResponse {

@@ -153,7 +153,8 @@ fn meta(last_index: Index, last_term: Term) -> SnapshotMeta {
                 Vec::new()
             },
             learners: vec![last_index + 10],
-        },
+        }
+        .into(),
     }
 }
 

@@ -110,7 +110,8 @@ impl Record {
                         voters,
                         outgoing,
                         learners,
-                    },
+                    }
+                    .into(),
                 })
             }
             SNAPSHOT_CHUNK => {
@@ -247,7 +248,7 @@ mod tests {
             Record::SnapshotBegin(SnapshotMeta {
                 last_index: 9,
                 last_term: 3,
-                membership: raft_proto_core::Membership::voters([1, 2, 3]),
+                membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
             }),
             Record::SnapshotChunk(Bytes::from_static(b"some state")),
             Record::SnapshotChunk(Bytes::new()),

@@ -179,6 +179,7 @@ pub fn snapshot_meta(last_index: u64, last_term: u64) -> SnapshotMeta {
             voters: vec![1, 2, 3],
             outgoing: Vec::new(),
             learners: vec![4 + last_index % 7],
-        },
+        }
+        .into(),
     }
 }
