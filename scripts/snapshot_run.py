@@ -239,7 +239,8 @@ def run_mode(mode, writes, keys, out):
                       "snapshots": snapshot_log(work)}
     finally:
         cluster.stop_all()
-        subprocess.run(["rm", "-rf", work])
+        if not os.environ.get("KEEP"):
+            subprocess.run(["rm", "-rf", work])
 
 
 def catch_up(writes, keys):

@@ -184,6 +184,11 @@ impl RaftNode {
                 {
                     self.snaps.latest = Some(meta);
                 }
+                // What was handed out since the request counts towards the next snapshot.
+                self.snaps.bytes_since = self
+                    .snaps
+                    .bytes_since
+                    .saturating_sub(self.snaps.bytes_at_request);
                 let target = index.saturating_sub(self.cfg.compaction_keep_entries);
                 self.snaps.compact_target = self.snaps.compact_target.max(target);
                 self.maybe_compact(out);

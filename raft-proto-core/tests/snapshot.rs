@@ -990,3 +990,23 @@ fn proposals_and_elections_work_across_compaction() {
     )));
     let _ = LogId::default();
 }
+
+#[test]
+fn the_policies_take_one_snapshot_per_threshold() {
+    for (entries, bytes) in [(Some(100), None), (None, Some(100 * 33))] {
+        let mut c = cluster(|cfg| {
+            cfg.snapshot_after_entries = entries;
+            cfg.snapshot_after_bytes = bytes;
+            cfg.compaction_keep_entries = 10;
+        });
+        write(&mut c, 1, 1, 1000);
+        for id in 1..=3 {
+            let taken = snapshots_taken(&c, id);
+            // Entries of `value-N` are 31 to 33 bytes with the per-entry overhead.
+            assert!(
+                (9..=11).contains(&taken.len()),
+                "node {id} with {entries:?} / {bytes:?}: {taken:?}"
+            );
+        }
+    }
+}
