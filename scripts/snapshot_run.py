@@ -157,38 +157,53 @@ def sample_while(cluster, proc, t0, rows, mode, every=0.5):
         time.sleep(every)
 
 
-def answers(cluster, i):
-    """Whether node `i` answers a client's status request."""
-    env = dict(cluster.env, RAFTKV_NODES=f"127.0.0.1:{cluster.base + i}")
-    r = subprocess.run([BIN, "status", "--timeout-ms", "500", "--attempt-timeout-ms", "500"],
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return r.returncode == 0
+def started_at(cluster, i, after):
+    """Wall-clock time of the last "node started" line node `i` logged after `after`."""
+    import datetime
+    try:
+        text = open(f"{cluster.work}/node-{i}.log").read()
+    except OSError:
+        return None
+    found = None
+    for line in text.splitlines():
+        if "node started" not in line:
+            continue
+        stamp = line.split()[0].rstrip("Z")
+        try:
+            t = datetime.datetime.fromisoformat(stamp).replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            continue
+        if t >= after:
+            found = t
+    return found
 
 
 def restart_time(cluster, victim):
-    """SIGKILL `victim` and restart it. Seconds until it answers clients (storage recovered,
-    state machine restored), until it has applied the log it recovered (its own commit index),
-    and until it has applied everything the leader committed (the leader's link redials with a
-    backoff of up to a second, which this last figure includes)."""
+    """SIGKILL `victim` and restart it. Seconds from the process's start until it listens
+    (storage recovered, state machine restored; from its log), until it has applied the log it
+    recovered (its own commit index; metrics polled every 10 ms), and until it has applied
+    everything the leader committed (the leader's link redials with a backoff of up to a
+    second, which this last figure includes)."""
     _, lead = cluster.wait_leader()
     target = lead["raft_commit_index"]
     cluster.kill(victim)
+    wall0 = time.time()
     t0 = cluster.start(victim)
-    answered = replayed = caught_up = None
+    replayed = caught_up = None
     while time.monotonic() - t0 < 120 and caught_up is None:
         now = time.monotonic() - t0
-        if answered is None and answers(cluster, victim):
-            answered = time.monotonic() - t0
         m = metrics(cluster.port(victim))
-        if m is not None and answered is not None:
+        if m is not None:
             applied, commit = m.get("raft_applied_index", 0), m.get("raft_commit_index", 0)
             if replayed is None and commit > 0 and applied >= commit:
                 replayed = now
             if applied >= target:
                 caught_up = now
         time.sleep(0.01)
-    return {"answers_s": answered, "replayed_own_log_s": replayed,
-            "caught_up_s": caught_up, "entries": target}
+    listening = started_at(cluster, victim, wall0)
+    return {"listens_s": None if listening is None else listening - wall0,
+            "replayed_own_log_s": replayed, "caught_up_s": caught_up, "entries": target}
 
 
 def snapshot_log(work):
