@@ -36,14 +36,14 @@ MUTANTS = {
         ".position(|e| self.term(e.index) != Some(e.term))",
         ".position(|e| self.term(e.index).is_none())"),
     "lead-before-own-vote-durable": ("election.rs",
-        "if self.votes.iter().any(|&(id, granted)| id == me && granted) {",
-        "if me != 0 {"),
+        "if self.tracker.voted_for_myself() {",
+        "if self.role == Role::Candidate {"),
     "follower-commit-beyond-new-entries": ("replication.rs",
         "self.log.commit_to(m.commit.min(last_new));",
         "self.log.commit_to(m.commit);"),
     "leader-counts-own-undurable-log": ("replication.rs",
-        "let stable = self.log.stable();",
-        "let stable = self.log.last_index();"),
+        "let index = self.tracker.committed_index(self.log.stable());",
+        "let index = self.tracker.committed_index(self.log.last_index());"),
     # Snapshots and compaction.
     "compact-past-applied": [
         ("snapshot.rs",

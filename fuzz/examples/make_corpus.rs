@@ -52,7 +52,21 @@ fn wire() {
                 term: 4,
                 pre_vote: false,
                 last_log,
+                transfer: false,
             }),
+        ),
+        (
+            "transfer_vote",
+            Message::RequestVote(RequestVote {
+                term: 6,
+                pre_vote: false,
+                last_log,
+                transfer: true,
+            }),
+        ),
+        (
+            "timeout_now",
+            Message::TimeoutNow(raft_proto_core::message::TimeoutNow { term: 4 }),
         ),
         (
             "pre_vote",
@@ -60,6 +74,7 @@ fn wire() {
                 term: 5,
                 pre_vote: true,
                 last_log,
+                transfer: false,
             }),
         ),
         (
@@ -139,11 +154,13 @@ fn wire() {
                 meta: SnapshotMeta {
                     last_index: 7,
                     last_term: 3,
-                    membership: Membership {
-                        voters: vec![1, 2, 3],
-                        outgoing: vec![1, 2, 4],
-                        learners: vec![5],
-                    }
+                    membership: Membership::new(
+                        vec![1, 2, 3],
+                        vec![1, 2, 4],
+                        vec![5],
+                        Default::default(),
+                    )
+                    .expect("a valid membership")
                     .into(),
                 },
                 size: 40,
@@ -158,7 +175,7 @@ fn wire() {
                 meta: SnapshotMeta {
                     last_index: 7,
                     last_term: 3,
-                    membership: Membership::voters([1, 2, 3]).into(),
+                    membership: Membership::with_voters([1, 2, 3]).into(),
                 },
                 size: 0,
                 offset: 0,
@@ -495,6 +512,7 @@ fn core() {
             term: 50,
             index: 50,
         },
+        transfer: false,
     });
     for from in [0u8, 4, 5, 6] {
         forged.push(Op::Inject {
@@ -722,13 +740,14 @@ fn core_snapshots() {
     ]);
     save_core("snapshot_fetch_fail_trigger", &fetch);
 
-    // Snapshot messages from non-members, with valid-looking and impossible fields: ignored,
-    // the run stays untainted.
+    // Snapshot messages from non-members, with valid-looking and impossible fields. Chunks are
+    // leader messages, heard from anyone (they taint the run); answers from non-members are
+    // ignored.
     let state = encode_state(&[entry(1, 1, b""), entry(1, 2, b"forged")]);
     let meta = |last_index, last_term, voters: &[u64]| SnapshotMeta {
         last_index,
         last_term,
-        membership: Membership::voters(voters.iter().copied()).into(),
+        membership: Membership::with_voters(voters.iter().copied()).into(),
     };
     let chunk = |term, meta: SnapshotMeta, size, offset, data: Bytes| {
         Message::InstallSnapshot(Box::new(InstallSnapshot {
@@ -769,21 +788,31 @@ fn core_snapshots() {
             result: SnapshotAck::Resend { from: 7 },
         }),
     ];
+    let chunk_msg = |m: &Message| matches!(m, Message::InstallSnapshot(_));
     let mut nonmember = lagging(12);
+    let mut chunks = lagging(12);
     for (k, msg) in forged_msgs.iter().enumerate() {
         for from in [0u8, 4, 5, 6] {
-            nonmember.push(Op::Inject {
+            let op = Op::Inject {
                 from,
                 to: k as u8,
                 msg: msg.clone(),
-            });
+            };
+            if chunk_msg(msg) && from != 0 {
+                chunks.push(op);
+            } else {
+                nonmember.push(op);
+            }
         }
         nonmember.extend(settle_round());
+        chunks.extend(settle_round());
     }
     for _ in 0..8 {
         nonmember.extend(settle_round());
+        chunks.extend(settle_round());
     }
     save_core("snapshot_forged_nonmember", &nonmember);
+    save_core("snapshot_forged_nonmember_chunks", &chunks);
 
     // The same from members (taints the run): a complete forged snapshot installed on node 3
     // (a decodable one and garbage), and answers with impossible offsets to the leader.
@@ -855,12 +884,62 @@ fn storage() {
     );
 }
 
+/// Seeds for membership changes and leadership transfer: a learner added (that never answers),
+/// promoted in vain and removed, a second change while one is in flight, a member removed, and
+/// transfers to each node and to the most caught-up one, under load.
+fn core_membership() {
+    let mut ops = vec![Op::TickMany(0, 31)];
+    for _ in 0..3 {
+        ops.push(Op::Settle);
+    }
+    ops.extend([
+        Op::Change(0, 0),
+        Op::Change(0, 1),
+        Op::Settle,
+        Op::Change(0, 2),
+        Op::Propose(0, b"a".to_vec()),
+        Op::Settle,
+        Op::Change(0, 1),
+        Op::Settle,
+        Op::Transfer(0, 1),
+        Op::Propose(0, b"refused".to_vec()),
+        Op::Settle,
+        Op::Transfer(1, 3),
+        Op::Settle,
+        Op::Propose(1, b"b".to_vec()),
+        Op::Propose(2, b"c".to_vec()),
+        Op::Settle,
+    ]);
+    save_core("membership_learner_and_transfers", &ops);
+
+    // A member is removed (node 3, then the leader itself), with writes around.
+    let mut remove = vec![Op::TickMany(0, 31)];
+    for _ in 0..3 {
+        remove.push(Op::Settle);
+    }
+    remove.extend([
+        Op::Propose(0, b"x".to_vec()),
+        Op::Change(0, 3 + 4 * 2),
+        Op::Settle,
+        Op::Propose(0, b"y".to_vec()),
+        Op::Settle,
+        Op::Change(0, 3),
+        Op::Settle,
+        Op::TickMany(1, 31),
+        Op::Settle,
+        Op::Propose(1, b"z".to_vec()),
+        Op::Settle,
+    ]);
+    save_core("membership_removals", &remove);
+}
+
 fn main() {
     wire();
     kv();
     client();
     core();
     core_snapshots();
+    core_membership();
     storage();
     eprintln!(
         "seed corpora written under {}/corpus",

@@ -55,6 +55,7 @@ fn forged_vote(cluster: &TestCluster, from: u64, to: u64) -> Vec<u8> {
             term: 1_000_000,
             index: 1_000_000,
         },
+        transfer: false,
     });
     frame(
         &Codec::new(cluster.cluster_id)
@@ -280,6 +281,7 @@ async fn garbage_and_oversized_frames_leave_the_node_running() {
                             term: 1,
                             pre_vote: true,
                             last_log: LogId::default(),
+                            transfer: false,
                         }),
                     )
                     .unwrap(),

@@ -1,6 +1,10 @@
 //! Node configuration and the state recovered from storage, both validated on construction.
 
-use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term, NO_NODE};
+use bytes::Bytes;
+
+use crate::codec::{decode_membership, MembershipDecodeError};
+use crate::membership::{InvalidMembership, Membership};
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, SnapshotMeta, Term, NO_NODE};
 
 /// Largest log index the core accepts from storage; far beyond any real log, it leaves room so
 /// index arithmetic never overflows.
@@ -14,8 +18,13 @@ pub const MAX_ELECTION_TIMEOUT_TICKS: u32 = u32::MAX / 4;
 pub struct Config {
     /// This node's id (non-zero).
     pub id: NodeId,
-    /// The voting members, this node included.
+    /// The initial voters, this node included: the configuration of a new cluster, used only
+    /// while neither the log nor a snapshot holds one (the first leader records it in the log).
+    /// Empty for a node that joins an existing cluster: it waits until a leader adds it.
     pub voters: Vec<NodeId>,
+    /// Opaque data of initial voters (the driver keeps their addresses there), recorded with
+    /// the initial configuration.
+    pub voter_data: Vec<(NodeId, Bytes)>,
     /// Base election timeout in ticks. The effective timeout is drawn from
     /// `[election_timeout_ticks, 2 * election_timeout_ticks)` after each reset.
     pub election_timeout_ticks: u32,
@@ -62,6 +71,9 @@ pub struct Config {
     /// Largest snapshot a follower accepts from a leader (a chunk announcing a larger total
     /// size is refused).
     pub max_snapshot_bytes: u64,
+    /// A learner is promoted to voter only once it lacks at most this many of the leader's
+    /// entries.
+    pub learner_catch_up_entries: u64,
     /// Seed of the core's pseudo-random generator (election timeouts).
     pub seed: u64,
 }
@@ -72,6 +84,7 @@ impl Config {
         Config {
             id,
             voters: voters.into(),
+            voter_data: Vec::new(),
             election_timeout_ticks: 10,
             heartbeat_interval_ticks: 2,
             pre_vote: true,
@@ -90,17 +103,22 @@ impl Config {
             snapshot_chunk_bytes: 1 << 20,
             max_snapshot_inflight_bytes: 4 << 20,
             max_snapshot_bytes: 64 << 30,
+            learner_catch_up_entries: 1000,
             seed: id,
         }
+    }
+
+    /// The initial configuration: [`Config::voters`] with their data (empty for a joining node).
+    pub fn initial_membership(&self) -> Result<Membership, ConfigError> {
+        Membership::with_voters(self.voters.iter().copied())
+            .with_data(self.voter_data.iter().cloned())
+            .map_err(ConfigError::VoterData)
     }
 
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == NO_NODE {
             return Err(ConfigError::ZeroNodeId);
-        }
-        if self.voters.is_empty() {
-            return Err(ConfigError::NoVoters);
         }
         let mut seen: Vec<NodeId> = self.voters.clone();
         seen.sort_unstable();
@@ -112,9 +130,10 @@ impl Config {
         if seen.first() == Some(&NO_NODE) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
         }
+        self.initial_membership()?;
         if self.election_timeout_ticks == 0 || self.heartbeat_interval_ticks == 0 {
             return Err(ConfigError::ZeroTimeout);
         }
@@ -165,14 +184,14 @@ pub enum ConfigError {
     /// Node id 0 is reserved for "no node".
     #[error("node id 0 is reserved")]
     ZeroNodeId,
-    /// The voter set is empty.
-    #[error("the voter set is empty")]
-    NoVoters,
+    /// The voters' data is not valid (data for a non-voter, or too large).
+    #[error("bad voter data: {0}")]
+    VoterData(InvalidMembership),
     /// A voter id appears twice.
     #[error("voter {0} is listed more than once")]
     DuplicateVoter(NodeId),
-    /// This node is not among the voters.
-    #[error("node {0} is not in the voter set")]
+    /// This node is not among the (non-empty) initial voters.
+    #[error("node {0} is not in the voter set (leave it empty to join an existing cluster)")]
     NotAVoter(NodeId),
     /// A timeout is zero.
     #[error("timeouts must be at least one tick")]
@@ -265,6 +284,12 @@ impl RecoveredState {
                     hard_term: self.hard_state.term,
                 });
             }
+            if e.kind == EntryKind::Config {
+                decode_membership(&e.data).map_err(|reason| RecoveryError::BadConfigEntry {
+                    index: e.index,
+                    reason,
+                })?;
+            }
             prev_term = e.term;
             expected = expected.saturating_add(1);
         }
@@ -323,6 +348,14 @@ pub enum RecoveryError {
         index: Index,
         /// The snapshot's last term.
         term: Term,
+    },
+    /// A configuration entry's payload is not a valid membership.
+    #[error("configuration entry {index} cannot be decoded: {reason}")]
+    BadConfigEntry {
+        /// The entry's index.
+        index: Index,
+        /// Why.
+        reason: MembershipDecodeError,
     },
     /// An index beyond what the core accepts ([`MAX_INDEX`]).
     #[error("log index {index} is out of range")]

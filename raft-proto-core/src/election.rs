@@ -1,16 +1,17 @@
 //! Leader election: PreVote, campaigns, vote requests and vote counting (section 5.2).
 
+use crate::codec::encode_membership;
 use crate::durability::Held;
 use crate::io::Output;
 use crate::message::{Message, RequestVote, RequestVoteResponse};
 use crate::node::RaftNode;
-use crate::progress::Progress;
 use crate::quorum::VoteResult;
 use crate::types::{Entry, EntryKind, NodeId, Role, NO_NODE};
 
 impl RaftNode {
-    /// Starts a pre-vote round (`pre`) or a real election.
-    pub(crate) fn campaign(&mut self, pre: bool, out: &mut Vec<Output>) {
+    /// Starts a pre-vote round (`pre`) or a real election; `transfer` marks an election the
+    /// leader asked for (`TimeoutNow`), which voters grant despite the leader lease.
+    pub(crate) fn campaign(&mut self, pre: bool, transfer: bool, out: &mut Vec<Output>) {
         if self.term == u64::MAX {
             // Terms are exhausted; only a forged message can bring a node here.
             out.push(Output::Event(crate::io::Event::InvalidInput {
@@ -19,19 +20,20 @@ impl RaftNode {
             self.reset_election_timer();
             return;
         }
-        self.votes.clear();
+        self.tracker.reset_votes();
         self.reset_election_timer();
         self.set_leader(NO_NODE, out);
         let last_log = self.log.last_id();
+        let voters = self.tracker.other_voters();
         if pre {
             self.set_role(Role::PreCandidate, out);
             let term = self.term + 1;
-            for i in 0..self.peers.len() {
-                let to = self.peers[i];
+            for &to in &voters {
                 let rv = RequestVote {
                     term,
                     pre_vote: true,
                     last_log,
+                    transfer: false,
                 };
                 self.send(to, Message::RequestVote(rv), out);
             }
@@ -43,12 +45,12 @@ impl RaftNode {
             self.dur.write_hard_state(self.hard_state());
             self.set_role(Role::Candidate, out);
             let term = self.term;
-            for i in 0..self.peers.len() {
-                let to = self.peers[i];
+            for &to in &voters {
                 let rv = RequestVote {
                     term,
                     pre_vote: false,
                     last_log,
+                    transfer,
                 };
                 self.send(to, Message::RequestVote(rv), out);
             }
@@ -114,20 +116,12 @@ impl RaftNode {
     }
 
     pub(crate) fn record_vote(&mut self, from: NodeId, granted: bool, out: &mut Vec<Output>) {
-        if !self.votes.iter().any(|v| v.0 == from) {
-            self.votes.push((from, granted));
-        }
-        let votes = &self.votes;
-        let result = self
-            .voters
-            .vote_result(|id| votes.iter().find(|v| v.0 == id).map(|v| v.1));
-        match result {
-            VoteResult::Won if self.role == Role::PreCandidate => self.campaign(false, out),
+        match self.tracker.record_vote(from, granted) {
+            VoteResult::Won if self.role == Role::PreCandidate => self.campaign(false, false, out),
             VoteResult::Won => {
                 // Lead only once this term and our vote are durable: a leader whose term could
                 // be forgotten in a crash might vote for a rival in the same term afterwards.
-                let me = self.cfg.id;
-                if self.votes.iter().any(|&(id, granted)| id == me && granted) {
+                if self.tracker.voted_for_myself() {
                     self.become_leader(out);
                 }
             }
@@ -140,26 +134,36 @@ impl RaftNode {
         self.set_role(Role::Leader, out);
         let me = self.cfg.id;
         self.set_leader(me, out);
-        self.votes.clear();
+        self.tracker.reset_votes();
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         let next = self.log.last_index() + 1;
         let window = self.cfg.max_inflight_messages.min(1024);
-        self.progress = self
-            .peers
-            .iter()
-            .map(|&id| Progress::new(id, next, window))
-            .collect();
-        // A no-op of the new term lets earlier entries commit (Figure 8).
-        let noop = Entry {
-            term: self.term,
-            index: next,
-            kind: EntryKind::Noop,
-            data: bytes::Bytes::new(),
+        self.tracker.start_leading(next, window);
+        // An entry of the new term lets earlier entries commit (Figure 8): a no-op, or, while
+        // the configuration in force is only the initial one of `Config`, that configuration,
+        // so that the log holds it from then on (nodes that join later learn it there).
+        let entry = if self.tracker.recorded() {
+            Entry {
+                term: self.term,
+                index: next,
+                kind: EntryKind::Noop,
+                data: bytes::Bytes::new(),
+            }
+        } else {
+            let membership = self.tracker.membership().1.clone();
+            let entry = Entry {
+                term: self.term,
+                index: next,
+                kind: EntryKind::Config,
+                data: encode_membership(&membership),
+            };
+            self.tracker.push_config(next, membership);
+            entry
         };
-        self.uncommitted_bytes = noop.size();
-        self.log.push(noop.clone());
-        self.dur.push_entry(noop);
+        self.uncommitted_bytes = entry.size();
+        self.log.push(entry.clone());
+        self.dur.push_entry(entry);
         self.broadcast_append(true, out);
     }
 }

@@ -1,7 +1,10 @@
 //! What goes into the core ([`Input`]) and what comes out of it ([`Output`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::membership::{ChangeError, ChangeStep, Membership};
 use crate::message::Message;
 use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term};
 
@@ -72,6 +75,28 @@ pub enum Input {
         data: Bytes,
         /// Size of that snapshot's data.
         total: u64,
+    },
+    /// Change the cluster's membership (on the leader): the steps apply together, through a
+    /// joint configuration when more than one voter changes. Answered by [`Output::Proposed`]
+    /// with the position of the configuration entry, or why the change was refused. The
+    /// change is done when that entry is applied and, for a joint change, when the entry that
+    /// leaves the joint configuration (appended by the leader on its own) is applied too.
+    ChangeMembership {
+        /// The driver's identifier, echoed in [`Output::Proposed`].
+        request: RequestId,
+        /// What to change.
+        steps: Vec<ChangeStep>,
+    },
+    /// Hand leadership over to voter `to`, or to the most caught-up voter heard from lately
+    /// (`None`). Answered by [`Output::Transferring`]. The leader brings the target up to date
+    /// and tells it to campaign; meanwhile proposals are refused
+    /// ([`ProposeError::TransferInProgress`]). Without a new leader within an election timeout
+    /// the transfer is abandoned ([`Event::TransferAborted`]).
+    TransferLeadership {
+        /// The driver's identifier, echoed in [`Output::Transferring`].
+        request: RequestId,
+        /// The voter to hand over to.
+        to: Option<NodeId>,
     },
 }
 
@@ -185,6 +210,23 @@ pub enum Output {
         /// The snapshot's metadata.
         meta: SnapshotMeta,
     },
+    /// The configuration in force changed (a configuration entry was appended, or cut from
+    /// the log, or a snapshot was installed): `membership` holds from `index` on. The driver
+    /// learns the members' addresses from their data here.
+    MembershipChanged {
+        /// Index of the entry (or snapshot) that holds the configuration.
+        index: Index,
+        /// The configuration.
+        membership: Arc<Membership>,
+    },
+    /// The answer to [`Input::TransferLeadership`]: the voter leadership goes to (this node
+    /// itself when it already leads and was named: nothing to do), or why not.
+    Transferring {
+        /// The driver's identifier.
+        request: RequestId,
+        /// The target, or the refusal.
+        result: Result<NodeId, TransferError>,
+    },
     /// Something observable happened.
     Event(Event),
 }
@@ -229,6 +271,67 @@ pub enum ProposeError {
         /// The configured limit.
         max: u64,
     },
+    /// Leadership is being handed over to `to`; retry with the new leader shortly.
+    #[error("leadership is being transferred to node {to}; retry shortly")]
+    TransferInProgress {
+        /// The node taking over.
+        to: NodeId,
+    },
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    Membership(#[from] ChangeError),
+}
+
+impl ProposeError {
+    /// Whether the same request may succeed if retried later (or at the leader hinted at).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProposeError::NotLeader { .. }
+            | ProposeError::Overloaded { .. }
+            | ProposeError::TransferInProgress { .. } => true,
+            ProposeError::TooLarge { .. } => false,
+            ProposeError::Membership(e) => matches!(
+                e,
+                ChangeError::InProgress
+                    | ChangeError::LeaderNotReady
+                    | ChangeError::LearnerBehind { .. }
+            ),
+        }
+    }
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// This node is not the leader.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node follows, if known.
+        leader_hint: Option<NodeId>,
+    },
+    /// A transfer is already under way.
+    #[error("leadership is already being transferred to node {to}")]
+    InProgress {
+        /// Its target.
+        to: NodeId,
+    },
+    /// The target is not a member.
+    #[error("node {0} is not a member")]
+    UnknownNode(NodeId),
+    /// The target does not vote (a learner, or a voter on its way out).
+    #[error("node {0} is not a voter of the configuration in force (a learner or leaving)")]
+    NotAVoter(NodeId),
+    /// The target was not heard from within an election timeout.
+    #[error("node {id} has not answered for {silent_ticks} ticks")]
+    Unreachable {
+        /// The target.
+        id: NodeId,
+        /// Ticks since the leader last heard from it.
+        silent_ticks: u32,
+    },
+    /// No other voter was heard from lately (`to: None`).
+    #[error("no other voter can take over (none was heard from lately)")]
+    NoCandidate,
 }
 
 /// Observable changes, for logs, metrics and tests. They carry no obligation for the driver.
@@ -267,6 +370,22 @@ pub enum Event {
         index: Index,
         /// Whether the follower reported the snapshot installed.
         installed: bool,
+    },
+    /// A leadership transfer to `to` ended without `to` taking over within an election
+    /// timeout; proposals are accepted again.
+    TransferAborted {
+        /// The target.
+        to: NodeId,
+        /// The term of the leader that tried.
+        term: Term,
+    },
+    /// This leader's removal from the configuration is committed: it stepped down (handing
+    /// over to the most caught-up voter, if one was in sync).
+    RemovedFromConfiguration {
+        /// The term it led.
+        term: Term,
+        /// The voter told to campaign at once, if any.
+        successor: Option<NodeId>,
     },
     /// An input made no sense and was ignored (for example a `Persisted` for a write never
     /// requested, or an append that would rewrite committed entries).

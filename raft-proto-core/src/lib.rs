@@ -24,26 +24,32 @@ mod durability;
 mod election;
 mod io;
 mod log;
+mod membership;
 pub mod message;
 mod node;
 mod progress;
 pub mod quorum;
+mod reconfig;
 mod replication;
 mod rng;
 mod snapshot;
 mod status;
 pub mod storage;
+mod tracker;
+mod transfer;
 mod types;
 
 pub use config::{
     Config, ConfigError, RecoveredState, RecoveryError, MAX_ELECTION_TIMEOUT_TICKS, MAX_INDEX,
 };
-pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError};
+pub use io::{Event, Input, Output, PersistWrite, Proposal, ProposeError, TransferError};
+pub use membership::{
+    ChangeError, ChangeStep, InvalidMembership, Membership, MAX_MEMBERS, MAX_NODE_DATA_BYTES,
+};
 pub use message::Message;
 pub use node::RaftNode;
 pub use progress::ReplicationState;
 pub use status::{PeerStatus, SnapshotStatus, SnapshotTransfer, Status};
 pub use types::{
-    Entry, EntryKind, HardState, Index, LogId, Membership, NodeId, RequestId, Role, SnapshotMeta,
-    Term, NO_NODE,
+    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, SnapshotMeta, Term, NO_NODE,
 };

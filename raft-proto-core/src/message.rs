@@ -24,6 +24,8 @@ pub enum Message {
     /// The answer to an [`InstallSnapshot`] chunk (the last chunk is answered with an
     /// [`AppendEntriesResponse`] once the snapshot is installed).
     InstallSnapshotResponse(InstallSnapshotResponse),
+    /// The leader hands leadership over: the receiver campaigns at once.
+    TimeoutNow(TimeoutNow),
 }
 
 impl Message {
@@ -38,6 +40,7 @@ impl Message {
             Message::HeartbeatResponse(m) => m.term,
             Message::InstallSnapshot(m) => m.term,
             Message::InstallSnapshotResponse(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
         }
     }
 
@@ -54,6 +57,7 @@ impl Message {
             Message::HeartbeatResponse(_) => "HeartbeatResponse",
             Message::InstallSnapshot(_) => "InstallSnapshot",
             Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
+            Message::TimeoutNow(_) => "TimeoutNow",
         }
     }
 }
@@ -67,6 +71,9 @@ pub struct RequestVote {
     pub pre_vote: bool,
     /// Term and index of the candidate's last log entry.
     pub last_log: LogId,
+    /// The election follows a leadership transfer ([`TimeoutNow`]): voters grant it even
+    /// while they hear from the current leader (the leader lease does not apply).
+    pub transfer: bool,
 }
 
 /// The answer to a [`RequestVote`].
@@ -177,4 +184,12 @@ pub enum SnapshotAck {
         /// The offset the follower expects.
         from: u64,
     },
+}
+
+/// The leader tells the receiver (a voter whose log it knows to be up to date) to campaign now,
+/// without a pre-vote: leadership transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: Term,
 }

@@ -1,21 +1,25 @@
 //! The Raft node: state, the `step` entry point, term rules, ticks and durability reports.
-//! Elections live in `election.rs`, replication and commit in `replication.rs`.
+//! Elections live in `election.rs`, replication and commit in `replication.rs`, membership
+//! changes in `reconfig.rs`, leadership transfer in `transfer.rs`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use smallvec::SmallVec;
-
+use crate::codec::decode_membership;
 use crate::config::{Config, RecoveredState, RecoveryError};
 use crate::durability::{Durability, Held};
 use crate::io::{Event, Input, Output};
 use crate::log::RaftLog;
+use crate::membership::Membership;
 use crate::message::{HeartbeatResponse, Message, RequestVoteResponse};
-use crate::progress::Progress;
-use crate::quorum::JointConfig;
 use crate::rng::Rng;
 use crate::snapshot::Snapshots;
 use crate::status::{PeerStatus, SnapshotTransfer, Status};
-use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term, NO_NODE};
+use crate::tracker::{ConfigLog, Tracker};
+use crate::transfer::Transfer;
+use crate::types::{
+    Entry, EntryKind, HardState, Index, LogId, NodeId, RequestId, Role, Term, NO_NODE,
+};
 
 /// One Raft node: a deterministic state machine driven by [`RaftNode::step`].
 ///
@@ -23,18 +27,13 @@ use crate::types::{Entry, HardState, Index, LogId, NodeId, RequestId, Role, Term
 #[derive(Debug, Clone)]
 pub struct RaftNode {
     pub(crate) cfg: Config,
-    pub(crate) voters: JointConfig,
-    /// Voters other than this node, sorted.
-    pub(crate) peers: SmallVec<[NodeId; 6]>,
+    /// The configuration in force, progress of every peer (on a leader), votes.
+    pub(crate) tracker: Tracker,
     pub(crate) term: Term,
     pub(crate) vote: NodeId,
     pub(crate) leader: NodeId,
     pub(crate) role: Role,
     pub(crate) log: RaftLog,
-    /// On a leader: one entry per peer, in `peers` order.
-    pub(crate) progress: Vec<Progress>,
-    /// Votes received in the current (pre-)election.
-    pub(crate) votes: SmallVec<[(NodeId, bool); 7]>,
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) randomized_timeout: u32,
@@ -46,6 +45,8 @@ pub struct RaftNode {
     pub(crate) uncommitted_bytes: u64,
     /// Snapshots taken, received and restored.
     pub(crate) snaps: Snapshots,
+    /// On a leader: a leadership transfer under way.
+    pub(crate) transfer: Option<Transfer>,
 }
 
 impl RaftNode {
@@ -70,6 +71,7 @@ impl RaftNode {
             }
             _ => snap.last_id(),
         };
+        let configs = recovered_configs(&cfg, &snap, &entries)?;
         let log = RaftLog::recovered(
             floor,
             entries,
@@ -77,23 +79,15 @@ impl RaftNode {
             snap.last_index,
             cfg.log_cache_bytes,
         );
-        let voters = JointConfig::simple(cfg.voters.iter().copied());
-        let peers = voters
-            .ids()
-            .into_iter()
-            .filter(|&id| id != cfg.id)
-            .collect();
+        let tracker = Tracker::new(cfg.id, configs);
         let rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut node = RaftNode {
-            voters,
-            peers,
+            tracker,
             term: hs.term,
             vote: hs.vote,
             leader: NO_NODE,
             role: Role::Follower,
             log,
-            progress: Vec::new(),
-            votes: SmallVec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_timeout: cfg.election_timeout_ticks,
@@ -102,6 +96,7 @@ impl RaftNode {
             proposals: VecDeque::new(),
             uncommitted_bytes: 0,
             snaps,
+            transfer: None,
             cfg,
         };
         node.reset_election_timer();
@@ -144,12 +139,18 @@ impl RaftNode {
             Input::SnapshotFailed { index } => self.on_snapshot_failed(index, out),
             Input::TriggerSnapshot => self.request_snapshot(),
             read @ Input::SnapshotRead { .. } => self.on_snapshot_read(read, out),
+            Input::ChangeMembership { request, steps } => {
+                self.change_membership(request, &steps, out);
+                self.broadcast_append(false, out);
+            }
+            Input::TransferLeadership { request, to } => self.transfer_leadership(request, to, out),
         }
         self.finish_step(out);
     }
 
     /// A snapshot of the node's state.
     pub fn status(&self) -> Status {
+        let (membership_index, membership) = self.tracker.membership();
         Status {
             id: self.cfg.id,
             role: self.role,
@@ -165,11 +166,17 @@ impl RaftNode {
             snapshot: self.snaps.status(),
             log_entries_in_memory: self.log.mem_usage().0 as u64,
             log_bytes_in_memory: self.log.mem_usage().1,
+            membership: membership.clone(),
+            membership_index,
+            transfer: self.transfer.as_ref().map(Transfer::target),
             peers: self
-                .progress
+                .tracker
+                .progress()
                 .iter()
                 .map(|p| PeerStatus {
                     id: p.id(),
+                    voter: self.tracker.is_voter(p.id()),
+                    silent_ticks: p.silent_ticks(),
                     matched: p.matched(),
                     next: p.next(),
                     state: p.replication_state(),
@@ -247,6 +254,12 @@ impl RaftNode {
         &self.cfg
     }
 
+    /// The cluster's membership in force (the latest in the log) and the index of the entry
+    /// or snapshot that holds it.
+    pub fn membership(&self) -> (Index, &Arc<Membership>) {
+        self.tracker.membership()
+    }
+
     // ----- internals shared by the role modules -----
 
     pub(crate) fn reset_election_timer(&mut self) {
@@ -289,15 +302,16 @@ impl RaftNode {
             for (id, request) in self.proposals.drain(..) {
                 out.push(Output::ProposalUnknown { request, id });
             }
-            self.progress.clear();
+            self.tracker.stop_leading();
             self.uncommitted_bytes = 0;
+            self.transfer = None;
         }
         self.set_term(term);
         if changed {
             self.set_role(Role::Follower, out);
         }
         self.set_leader(leader, out);
-        self.votes.clear();
+        self.tracker.reset_votes();
         self.reset_election_timer();
     }
 
@@ -322,29 +336,28 @@ impl RaftNode {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_timeout {
             self.election_elapsed = 0;
-            self.campaign(self.cfg.pre_vote, out);
+            // Learners, removed nodes and nodes waiting to join never campaign.
+            if self.tracker.i_vote() {
+                self.campaign(self.cfg.pre_vote, false, out);
+            } else {
+                self.reset_election_timer();
+            }
         }
     }
 
     fn tick_leader(&mut self, out: &mut Vec<Output>) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        for i in 0..self.tracker.len() {
+            self.tracker.pr_mut(i).tick();
+        }
+        self.transfer_tick(out);
         if self.election_elapsed >= self.cfg.election_timeout_ticks {
             self.election_elapsed = 0;
-            if self.cfg.check_quorum {
-                let me = self.cfg.id;
-                let progress = &self.progress;
-                let active = self.voters.has_quorum(|id| {
-                    id == me || progress.iter().any(|p| p.id() == id && p.recent_active())
-                });
-                for p in &mut self.progress {
-                    p.take_active();
-                }
-                if !active {
-                    out.push(Output::Event(Event::CheckQuorumFailed { term: self.term }));
-                    self.become_follower(self.term, NO_NODE, out);
-                    return;
-                }
+            if self.cfg.check_quorum && !self.tracker.quorum_active() {
+                out.push(Output::Event(Event::CheckQuorumFailed { term: self.term }));
+                self.become_follower(self.term, NO_NODE, out);
+                return;
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
@@ -353,9 +366,31 @@ impl RaftNode {
         }
     }
 
+    /// Whether a message from `from` is heard at all. Leader messages are heard from anyone: a
+    /// node that sends them at a term was elected by a quorum, possibly of a configuration
+    /// this node has not seen yet, and its log brings that configuration. Vote requests count
+    /// only from voters of the configuration in force, so a removed node can neither raise
+    /// terms nor win; answers only from members.
+    fn hears(&self, from: NodeId, msg: &Message) -> bool {
+        if from == self.cfg.id || from == NO_NODE {
+            return false;
+        }
+        match msg {
+            Message::AppendEntries(_)
+            | Message::Heartbeat(_)
+            | Message::InstallSnapshot(_)
+            | Message::TimeoutNow(_) => true,
+            Message::RequestVote(_) => self.tracker.is_voter(from),
+            Message::RequestVoteResponse(_)
+            | Message::AppendEntriesResponse(_)
+            | Message::HeartbeatResponse(_)
+            | Message::InstallSnapshotResponse(_) => self.tracker.is_member(from),
+        }
+    }
+
     /// Applies the term rules common to every role, then dispatches by message kind.
     fn receive(&mut self, from: NodeId, msg: Message, out: &mut Vec<Output>) {
-        if from == self.cfg.id || !self.voters.contains(from) {
+        if !self.hears(from, &msg) {
             out.push(Output::Event(Event::UnknownSender { from }));
             return;
         }
@@ -365,11 +400,12 @@ impl RaftNode {
                 Message::RequestVote(rv) => {
                     // With CheckQuorum the leader holds a lease: a node that heard from it
                     // within an election timeout ignores requests to replace it (pre-votes
-                    // included). Without CheckQuorum, pre-votes are granted as in etcd.
+                    // included), unless the leader itself handed over (a transfer). Without
+                    // CheckQuorum, pre-votes are granted as in etcd.
                     let in_lease = self.cfg.check_quorum
                         && self.leader != NO_NODE
                         && self.election_elapsed < self.cfg.election_timeout_ticks;
-                    if in_lease {
+                    if in_lease && !rv.transfer {
                         return;
                     }
                     if !rv.pre_vote {
@@ -377,7 +413,10 @@ impl RaftNode {
                     }
                 }
                 Message::RequestVoteResponse(r) if r.pre_vote && r.granted => {}
-                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_) => {
+                Message::AppendEntries(_)
+                | Message::Heartbeat(_)
+                | Message::InstallSnapshot(_)
+                | Message::TimeoutNow(_) => {
                     self.become_follower(mterm, from, out);
                 }
                 _ => self.become_follower(mterm, NO_NODE, out),
@@ -418,6 +457,7 @@ impl RaftNode {
             Message::InstallSnapshotResponse(r) => {
                 self.handle_install_snapshot_response(from, r, out)
             }
+            Message::TimeoutNow(_) => self.handle_timeout_now(from, out),
         }
     }
 
@@ -455,4 +495,28 @@ impl RaftNode {
         self.maybe_apply(out);
         self.maybe_take_snapshot(out);
     }
+}
+
+/// The configurations of a recovered node: the snapshot's (or, without one, the initial one of
+/// `Config`), then one per configuration entry after the snapshot.
+fn recovered_configs(
+    cfg: &Config,
+    snap: &crate::types::SnapshotMeta,
+    entries: &[Entry],
+) -> Result<ConfigLog, RecoveryError> {
+    let mut configs = if snap.membership.is_empty() {
+        ConfigLog::new(snap.last_index, Arc::new(cfg.initial_membership()?), false)
+    } else {
+        ConfigLog::new(snap.last_index, snap.membership.clone(), true)
+    };
+    for e in entries {
+        if e.kind == EntryKind::Config && e.index > snap.last_index {
+            let m = decode_membership(&e.data).map_err(|reason| RecoveryError::BadConfigEntry {
+                index: e.index,
+                reason,
+            })?;
+            configs.push(e.index, Arc::new(m));
+        }
+    }
+    Ok(configs)
 }

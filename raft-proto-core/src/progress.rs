@@ -118,6 +118,8 @@ pub(crate) struct Progress {
     window: usize,
     /// Heartbeat answers seen while a read asked of the driver is outstanding.
     read_waits: u8,
+    /// Leader ticks since the follower was last heard from.
+    silent: u32,
 }
 
 impl Progress {
@@ -130,6 +132,7 @@ impl Progress {
             state: State::Probe { sent: false },
             window,
             read_waits: 0,
+            silent: 0,
         }
     }
 
@@ -151,6 +154,17 @@ impl Progress {
 
     pub(crate) fn mark_active(&mut self) {
         self.recent_active = true;
+        self.silent = 0;
+    }
+
+    /// Leader ticks since the follower was last heard from.
+    pub(crate) fn silent_ticks(&self) -> u32 {
+        self.silent
+    }
+
+    /// One leader tick passed.
+    pub(crate) fn tick(&mut self) {
+        self.silent = self.silent.saturating_add(1);
     }
 
     /// Starts a new CheckQuorum round; returns whether the follower was heard in the last one.
@@ -387,7 +401,7 @@ impl Progress {
     /// Heard from the follower on a heartbeat: let a stuck window, probe, read or transfer
     /// move again.
     pub(crate) fn heartbeat_answered(&mut self, max_msgs: usize, max_bytes: u64) {
-        self.recent_active = true;
+        self.mark_active();
         let waits = &mut self.read_waits;
         let mut read_timed_out = || {
             *waits += 1;

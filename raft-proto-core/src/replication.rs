@@ -1,7 +1,13 @@
 //! Log replication (section 5.3), commit (5.4, Figure 8), proposals and apply.
 
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::codec::{decode_membership, MembershipDecodeError};
 use crate::io::{Event, Output, Proposal, ProposeError};
 use crate::log::Unavailable;
+use crate::membership::Membership;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
 };
@@ -38,6 +44,9 @@ impl RaftNode {
                 leader_hint: self.leader_hint(),
             });
         }
+        if let Some(t) = &self.transfer {
+            return Err(ProposeError::TransferInProgress { to: t.target() });
+        }
         let size = p.data.len() as u64;
         if size > self.cfg.max_proposal_bytes {
             return Err(ProposeError::TooLarge {
@@ -63,7 +72,7 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        for i in 0..self.progress.len() {
+        for i in 0..self.tracker.len() {
             self.send_append(i, send_if_empty, out);
         }
     }
@@ -75,7 +84,7 @@ impl RaftNode {
         let max_msgs = self.cfg.max_inflight_messages;
         let max_bytes = self.cfg.max_inflight_bytes;
         loop {
-            let pr = &self.progress[i];
+            let pr = self.tracker.pr(i);
             if pr.snapshot().is_some() {
                 self.continue_snapshot(i, out);
                 return;
@@ -105,7 +114,7 @@ impl RaftNode {
                         // Read them back; the append goes out when they arrive.
                         let to = pr.id();
                         let hi = self.log.mem_start().min(self.log.last_index() + 1);
-                        self.progress[i].start_fetch(next);
+                        self.tracker.pr_mut(i).start_fetch(next);
                         out.push(Output::FetchEntries {
                             to,
                             lo: next,
@@ -147,7 +156,7 @@ impl RaftNode {
         out: &mut Vec<Output>,
     ) {
         let carried = !entries.is_empty();
-        let pr = &mut self.progress[i];
+        let pr = self.tracker.pr_mut(i);
         pr.sent(prev.index + entries.len() as u64, bytes, carried);
         let msg = AppendEntries {
             term: self.term,
@@ -172,10 +181,10 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let Some(i) = self.progress_index(to) else {
+        let Some(i) = self.tracker.index_of(to) else {
             return;
         };
-        if !self.progress[i].fetch_done(lo) {
+        if !self.tracker.pr_mut(i).fetch_done(lo) {
             // Not the read this follower waits for (it moved on meanwhile): drop it.
             return;
         }
@@ -195,7 +204,7 @@ impl RaftNode {
                 out.push(Output::Event(Event::InvalidInput {
                     reason: "EntriesFetched does not match the log at the range asked for",
                 }));
-                self.progress[i].become_probe();
+                self.tracker.pr_mut(i).become_probe();
                 return;
             }
         };
@@ -224,7 +233,7 @@ impl RaftNode {
     }
 
     pub(crate) fn broadcast_heartbeat(&mut self, out: &mut Vec<Output>) {
-        for pr in &self.progress {
+        for pr in self.tracker.progress() {
             let hb = Heartbeat {
                 term: self.term,
                 commit: pr.matched().min(self.log.committed()),
@@ -287,10 +296,17 @@ impl RaftNode {
             }));
             return;
         }
+        let Ok(configs) = decode_configs(&m.entries) else {
+            out.push(Output::Event(Event::InvalidInput {
+                reason: "append carries a configuration entry that is not a valid membership",
+            }));
+            return;
+        };
         let last_new = m.prev.index + m.entries.len() as u64;
         if let Some(k) = self.log.find_conflict(&m.entries) {
             let first = m.entries[k].index;
             let mut truncate = None;
+            let mut config_changed = false;
             if first <= self.log.last_index() {
                 if !self.log.truncate_from(first) {
                     out.push(Output::Event(Event::InvalidInput {
@@ -298,11 +314,22 @@ impl RaftNode {
                     }));
                     return;
                 }
+                // Configurations of the entries cut go with them.
+                config_changed = self.tracker.truncate_from(first);
                 truncate = Some(first);
             }
             self.dur.write_entries(truncate, &m.entries[k..]);
             for e in m.entries.drain(k..) {
                 self.log.push(e);
+            }
+            for (index, membership) in configs {
+                if index >= first {
+                    self.tracker.push_config(index, membership);
+                    config_changed = true;
+                }
+            }
+            if config_changed {
+                self.announce_membership(out);
             }
         }
         self.log.commit_to(m.commit.min(last_new));
@@ -328,10 +355,6 @@ impl RaftNode {
         );
     }
 
-    pub(crate) fn progress_index(&self, id: NodeId) -> Option<usize> {
-        self.progress.iter().position(|p| p.id() == id)
-    }
-
     pub(crate) fn handle_append_response(
         &mut self,
         from: NodeId,
@@ -341,10 +364,10 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let Some(i) = self.progress_index(from) else {
+        let Some(i) = self.tracker.index_of(from) else {
             return;
         };
-        self.progress[i].mark_active();
+        self.tracker.pr_mut(i).mark_active();
         match r.result {
             AppendResult::Success { match_index } => {
                 if match_index > self.log.last_index() {
@@ -353,17 +376,25 @@ impl RaftNode {
                     }));
                     return;
                 }
-                let was_snapshot = self.progress[i].snapshot().map(|s| s.snap);
+                let was_snapshot = self.tracker.pr(i).snapshot().map(|s| s.snap);
                 if was_snapshot.is_some() && match_index >= self.log.floor().index {
                     // The follower holds enough for appends to continue (it installed the
                     // snapshot, or its log was further along than the leader knew).
-                    self.progress[i].become_probe();
+                    self.tracker.pr_mut(i).become_probe();
                 }
-                if self.progress[i].ack(match_index) {
+                if self.tracker.pr_mut(i).ack(match_index) {
                     self.maybe_commit(out);
                 }
+                if self.role != Role::Leader {
+                    // The commit removed this leader: it stepped down.
+                    return;
+                }
+                let Some(i) = self.tracker.index_of(from) else {
+                    return;
+                };
+                self.transfer_progress(i, out);
                 if let Some(snap) = was_snapshot {
-                    if self.progress[i].snapshot().is_none() {
+                    if self.tracker.pr(i).snapshot().is_none() {
                         out.push(Output::Event(Event::SnapshotSent {
                             to: from,
                             index: snap.index,
@@ -375,7 +406,7 @@ impl RaftNode {
             }
             AppendResult::Reject { rejected, hint } => {
                 let probe_from = self.log.find_conflict_by_term(hint.index, hint.term).index;
-                if self.progress[i].reject(rejected, probe_from) {
+                if self.tracker.pr_mut(i).reject(rejected, probe_from) {
                     self.send_append(i, true, out);
                 }
             }
@@ -386,13 +417,15 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let Some(i) = self.progress_index(from) else {
+        let Some(i) = self.tracker.index_of(from) else {
             return;
         };
         let (max_msgs, max_bytes) = (self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes);
-        self.progress[i].heartbeat_answered(max_msgs, max_bytes);
-        if self.progress[i].matched() < self.log.last_index()
-            || self.progress[i].snapshot().is_some()
+        self.tracker
+            .pr_mut(i)
+            .heartbeat_answered(max_msgs, max_bytes);
+        if self.tracker.pr(i).matched() < self.log.last_index()
+            || self.tracker.pr(i).snapshot().is_some()
         {
             self.send_append(i, true, out);
         }
@@ -401,22 +434,14 @@ impl RaftNode {
     /// Advances the commit index to what a quorum has durably, counting only entries of the
     /// current term (Figure 8), and tells the followers.
     pub(crate) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
-        let me = self.cfg.id;
-        let stable = self.log.stable();
-        let progress = &self.progress;
-        let index = self.voters.committed_index(|id| {
-            if id == me {
-                Some(stable)
-            } else {
-                progress.iter().find(|p| p.id() == id).map(|p| p.matched())
-            }
-        });
+        let index = self.tracker.committed_index(self.log.stable());
         let committed = self.log.committed();
         if index > committed && self.log.term(index) == Some(self.term) {
             let newly = self.log.bytes_between(committed + 1, index);
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
             self.log.commit_to(index);
             self.notify_commit(out);
+            self.after_config_commit(out);
         }
     }
 
@@ -425,8 +450,8 @@ impl RaftNode {
     /// follower has acknowledged, so that arriving before entries still in flight cannot get it
     /// rejected (transports may reorder).
     fn notify_commit(&mut self, out: &mut Vec<Output>) {
-        for i in 0..self.progress.len() {
-            let pr = &self.progress[i];
+        for i in 0..self.tracker.len() {
+            let pr = self.tracker.pr(i);
             if !pr.is_streaming() || pr.next() <= self.log.last_index() {
                 self.send_append(i, true, out);
                 continue;
@@ -469,6 +494,18 @@ impl RaftNode {
             self.proposals.pop_front();
         }
     }
+}
+
+/// Configurations carried by entries of an append, with their indexes.
+type Configs = SmallVec<[(Index, Arc<Membership>); 1]>;
+
+/// The configurations carried by `entries`, decoded; an error if one cannot be.
+fn decode_configs(entries: &[Entry]) -> Result<Configs, MembershipDecodeError> {
+    entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Config)
+        .map(|e| decode_membership(&e.data).map(|m| (e.index, Arc::new(m))))
+        .collect()
 }
 
 /// Entries of an append must follow `prev` at consecutive indexes, with terms that never

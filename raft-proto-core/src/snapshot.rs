@@ -16,7 +16,7 @@ use crate::message::{
     SnapshotAck,
 };
 use crate::node::RaftNode;
-use crate::types::{Index, Membership, NodeId, Role, SnapshotMeta, Term};
+use crate::types::{Index, NodeId, Role, SnapshotMeta, Term};
 
 /// Ticks the policy waits after a failed snapshot before it asks again.
 const RETRY_TICKS: u32 = 100;
@@ -144,18 +144,28 @@ impl RaftNode {
         // A leader sending its snapshot to a follower does not replace it (storage keeps one:
         // the transfer would start over, and under a steady load never finish), unless the
         // log since it grew to four times the policy's threshold.
-        let sending =
-            self.role == Role::Leader && self.progress.iter().any(|p| p.snapshot().is_some());
+        let sending = self.role == Role::Leader
+            && self
+                .tracker
+                .progress()
+                .iter()
+                .any(|p| p.snapshot().is_some());
         if !forced && sending && !self.snaps.due(&self.cfg, index, 4) {
             return;
         }
         let Some(term) = self.log.term(index) else {
             return;
         };
+        let membership = self.tracker.membership_at(index).clone();
+        if membership.is_empty() {
+            // A node that joined and has not reached the entry that records the configuration:
+            // a snapshot must say who the members are, so it waits.
+            return;
+        }
         let meta = SnapshotMeta {
             last_index: index,
             last_term: term,
-            membership: Membership::voters(self.voters.ids()).into(),
+            membership,
         };
         self.snaps.taking = Some(meta.clone());
         self.snaps.taking_requested = forced;
@@ -194,8 +204,10 @@ impl RaftNode {
                 self.maybe_compact(out);
                 // Transfers of an older snapshot switch to this one.
                 if self.role == Role::Leader {
-                    for i in 0..self.progress.len() {
-                        if self.progress[i]
+                    for i in 0..self.tracker.len() {
+                        if self
+                            .tracker
+                            .pr(i)
                             .snapshot()
                             .is_some_and(|s| s.snap.index < index)
                         {
@@ -244,6 +256,7 @@ impl RaftNode {
             .min(self.log.applied())
             .min(latest);
         if through > self.log.floor().index && self.log.compact_to(through) {
+            self.tracker.compact_to(through);
             out.push(Output::Compact { through });
         }
     }
@@ -259,20 +272,25 @@ impl RaftNode {
             }));
             return;
         };
-        if self.progress[i].snapshot().is_some_and(|s| s.snap == snap) {
+        if self
+            .tracker
+            .pr(i)
+            .snapshot()
+            .is_some_and(|s| s.snap == snap)
+        {
             self.continue_snapshot(i, out);
             return;
         }
-        self.progress[i].become_snapshot(snap);
+        self.tracker.pr_mut(i).become_snapshot(snap);
         self.continue_snapshot(i, out);
     }
 
     /// Asks for the next chunk of the transfer to the follower at `i`, if the window allows.
     pub(crate) fn continue_snapshot(&mut self, i: usize, out: &mut Vec<Output>) {
         let max_inflight = self.cfg.max_snapshot_inflight_bytes;
-        if let Some((snapshot, offset)) = self.progress[i].snapshot_next_read(max_inflight) {
+        if let Some((snapshot, offset)) = self.tracker.pr_mut(i).snapshot_next_read(max_inflight) {
             out.push(Output::ReadSnapshot {
-                to: self.progress[i].id(),
+                to: self.tracker.pr(i).id(),
                 snapshot,
                 offset,
                 max_len: self.chunk_bytes(),
@@ -300,7 +318,7 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let Some(i) = self.progress_index(to) else {
+        let Some(i) = self.tracker.index_of(to) else {
             return;
         };
         let len = data.len() as u64;
@@ -308,16 +326,20 @@ impl RaftNode {
             && offset.checked_add(len).is_some_and(|end| end <= total)
             && (len > 0 || offset == total);
         if !consistent {
-            self.progress[i].snapshot_read_dropped();
+            self.tracker.pr_mut(i).snapshot_read_dropped();
             out.push(Output::Event(Event::InvalidInput {
                 reason: "SnapshotRead returned a chunk that does not fit the snapshot's size",
             }));
             return;
         }
-        if !self.progress[i].snapshot_chunk_read(snapshot, offset, len, total) {
+        if !self
+            .tracker
+            .pr_mut(i)
+            .snapshot_chunk_read(snapshot, offset, len, total)
+        {
             // A stale read, or storage now holds another snapshot: go on with the latest.
             let latest = self.snaps.latest.as_ref().map(SnapshotMeta::last_id);
-            match self.progress[i].snapshot().map(|s| s.snap) {
+            match self.tracker.pr(i).snapshot().map(|s| s.snap) {
                 Some(current) if Some(current) != latest => self.start_snapshot(i, out),
                 Some(_) => self.continue_snapshot(i, out),
                 None => {}
@@ -358,15 +380,18 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let Some(i) = self.progress_index(from) else {
+        let Some(i) = self.tracker.index_of(from) else {
             return;
         };
-        self.progress[i].mark_active();
+        self.tracker.pr_mut(i).mark_active();
         match r.result {
-            SnapshotAck::Received { next_offset } => {
-                self.progress[i].snapshot_received(r.snapshot, next_offset)
+            SnapshotAck::Received { next_offset } => self
+                .tracker
+                .pr_mut(i)
+                .snapshot_received(r.snapshot, next_offset),
+            SnapshotAck::Resend { from } => {
+                self.tracker.pr_mut(i).snapshot_resend(r.snapshot, from)
             }
-            SnapshotAck::Resend { from } => self.progress[i].snapshot_resend(r.snapshot, from),
         }
         self.continue_snapshot(i, out);
     }
@@ -398,7 +423,7 @@ impl RaftNode {
             && snap.term <= m.term
             && snap.index <= crate::config::MAX_INDEX
             && m.offset.checked_add(len).is_some_and(|end| end <= m.size)
-            && !m.meta.membership.voters.is_empty();
+            && !m.meta.membership.is_empty();
         if !well_formed {
             out.push(Output::Event(Event::InvalidInput {
                 reason: "snapshot chunk with an impossible offset, size or last entry",
@@ -500,6 +525,12 @@ impl RaftNode {
             out.push(Output::Persist(w));
         }
         let kept = self.log.install_snapshot(snap);
+        if self
+            .tracker
+            .install(snap.index, meta.membership.clone(), kept)
+        {
+            self.announce_membership(out);
+        }
         let seq = self.dur.issue_install(snap, kept);
         out.push(Output::InstallSnapshot {
             seq,

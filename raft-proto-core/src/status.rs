@@ -1,6 +1,10 @@
 //! A cheap snapshot of a node's state for observability.
 
+use std::sync::Arc;
+
 use smallvec::SmallVec;
+
+use crate::membership::Membership;
 
 use crate::progress::ReplicationState;
 pub use crate::snapshot::SnapshotStatus;
@@ -37,6 +41,12 @@ pub struct Status {
     pub log_bytes_in_memory: u64,
     /// The latest snapshot, and any being taken or received.
     pub snapshot: SnapshotStatus,
+    /// The configuration in force (the latest in the log, committed or not).
+    pub membership: Arc<Membership>,
+    /// Index of the entry (or snapshot) that holds it.
+    pub membership_index: Index,
+    /// On a leader: the target of a leadership transfer under way.
+    pub transfer: Option<NodeId>,
     /// Per-follower replication state (on a leader only).
     pub peers: SmallVec<[PeerStatus; 6]>,
 }
@@ -46,6 +56,10 @@ pub struct Status {
 pub struct PeerStatus {
     /// The follower.
     pub id: NodeId,
+    /// Whether it votes (a learner does not).
+    pub voter: bool,
+    /// Leader ticks since it was last heard from.
+    pub silent_ticks: u32,
     /// Highest index known replicated there.
     pub matched: Index,
     /// Next index to send.

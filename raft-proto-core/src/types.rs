@@ -21,20 +21,27 @@ pub enum EntryKind {
     Normal,
     /// The empty entry a new leader appends to commit entries of earlier terms (Figure 8).
     Noop,
+    /// A configuration: the payload is the new [`crate::Membership`], encoded by
+    /// [`crate::codec::encode_membership`]. It takes effect when appended.
+    Config,
 }
 
 impl EntryKind {
-    pub(crate) fn to_byte(self) -> u8 {
+    /// The kind's byte in encodings (wire and storage).
+    pub fn to_byte(self) -> u8 {
         match self {
             EntryKind::Normal => 0,
             EntryKind::Noop => 1,
+            EntryKind::Config => 2,
         }
     }
 
-    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+    /// The kind of an encoded byte, if it names one.
+    pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0 => Some(EntryKind::Normal),
             1 => Some(EntryKind::Noop),
+            2 => Some(EntryKind::Config),
             _ => None,
         }
     }
@@ -84,30 +91,6 @@ pub struct LogId {
     pub index: Index,
 }
 
-/// Who belongs to the cluster at a point of the log: who votes and who only receives the log.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
-pub struct Membership {
-    /// The voters (the incoming set during a joint change), sorted.
-    pub voters: Vec<NodeId>,
-    /// The outgoing voter set while a joint change is in progress, sorted; empty otherwise.
-    pub outgoing: Vec<NodeId>,
-    /// Members that receive the log but do not vote, sorted.
-    pub learners: Vec<NodeId>,
-}
-
-impl Membership {
-    /// A plain configuration of these voters.
-    pub fn voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
-        let mut v: Vec<NodeId> = voters.into_iter().collect();
-        v.sort_unstable();
-        v.dedup();
-        Membership {
-            voters: v,
-            ..Membership::default()
-        }
-    }
-}
-
 /// Metadata of a snapshot: the log prefix it replaces and the membership at its last entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub struct SnapshotMeta {
@@ -117,7 +100,7 @@ pub struct SnapshotMeta {
     pub last_term: Term,
     /// The cluster's membership as of that entry (shared: it changes rarely, and snapshot
     /// metadata travels in many outputs and messages).
-    pub membership: std::sync::Arc<Membership>,
+    pub membership: std::sync::Arc<crate::membership::Membership>,
 }
 
 impl SnapshotMeta {

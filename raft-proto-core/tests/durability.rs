@@ -41,6 +41,7 @@ fn request_vote(term: u64, last_term: u64, last_index: u64) -> Message {
             term: last_term,
             index: last_index,
         },
+        transfer: false,
     })
 }
 
@@ -402,10 +403,12 @@ fn single_node_leads_and_commits_only_after_persisting() {
     let outs = n.step(Input::Persisted { seq: 1 });
     assert_eq!(n.role(), Role::Leader, "{outs:?}");
     let w = persists(&outs);
-    assert_eq!(w.len(), 1, "the no-op write: {outs:?}");
+    assert_eq!(w.len(), 1, "the first entry's write: {outs:?}");
     assert_eq!(w[0].entries.len(), 1);
-    assert_eq!(w[0].entries[0].kind, EntryKind::Noop);
-    assert_eq!(n.commit_index(), 0, "no-op not durable yet");
+    // The first leader of a new cluster records the initial configuration (in place of the
+    // no-op a later leader appends).
+    assert_eq!(w[0].entries[0].kind, EntryKind::Config);
+    assert_eq!(n.commit_index(), 0, "first entry not durable yet");
     assert!(applied_entries(&outs).is_empty());
     let noop_seq = w[0].seq;
 

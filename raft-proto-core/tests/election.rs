@@ -64,6 +64,7 @@ fn request_vote(term: Term, last_log: LogId) -> Message {
         term,
         pre_vote: false,
         last_log,
+        transfer: false,
     })
 }
 
@@ -172,6 +173,7 @@ fn vote_request_with_a_stale_term_gets_no_vote() {
         term: 4,
         pre_vote: true,
         last_log: id(9, 4),
+        transfer: false,
     });
     let outs = v.step(recv(3, pre));
     assert_eq!(votes_to(&outs, 3), vec![answer(5, true, false)]);

@@ -158,6 +158,7 @@ fn message_s(bounded: bool, well_formed: bool) -> BoxedStrategy<Message> {
                 term,
                 pre_vote,
                 last_log,
+                transfer: false,
             })
         }),
         1 => (term_s(bounded), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, granted)| {
@@ -226,6 +227,8 @@ struct Single {
     cfg: Config,
     issued: u64,
     pending: Vec<PersistWrite>,
+    /// Nodes that sent leader messages (answers may go to them, even if not members).
+    leaders_heard: Vec<NodeId>,
     hard_state: HardState,
     entries: Vec<Entry>,
     applied_to: Index,
@@ -241,6 +244,7 @@ impl Single {
             cfg,
             issued: 0,
             pending: Vec::new(),
+            leaders_heard: Vec::new(),
             hard_state: HardState::default(),
             entries: Vec::new(),
             applied_to: 0,
@@ -277,10 +281,23 @@ impl Single {
 
     /// Steps the node and checks every output and the node's cursors.
     fn step(&mut self, input: Input) -> Result<(), String> {
+        // Messages go to members, or answer a sender of leader messages (which may lead a
+        // configuration this node has not seen yet).
+        if let Input::Receive { from, msg } = &input {
+            let leader_msg = matches!(
+                msg,
+                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_)
+            );
+            if leader_msg && *from > 1 && !self.leaders_heard.contains(from) {
+                self.leaders_heard.push(*from);
+            }
+        }
         let outs = self.node.step(input);
         for o in outs {
             match o {
-                Output::Send { to, msg } if to == 1 || !(1..=3).contains(&to) => {
+                Output::Send { to, msg }
+                    if (to == 1 || !(1..=3).contains(&to)) && !self.leaders_heard.contains(&to) =>
+                {
                     return Err(format!("message to {to}: {msg:?}"));
                 }
                 Output::Persist(w) => {

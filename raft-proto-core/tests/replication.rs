@@ -13,7 +13,7 @@ use raft_proto_core::message::{
     RequestVoteResponse,
 };
 use raft_proto_core::{
-    Config, Entry, EntryKind, HardState, Index, Input, LogId, Message, NodeId, Output,
+    Config, Entry, EntryKind, HardState, Index, Input, LogId, Membership, Message, NodeId, Output,
     PersistWrite, Proposal, RaftNode, RecoveredState, Role, Term, NO_NODE,
 };
 
@@ -297,13 +297,15 @@ fn new_leader_probes_backs_up_by_term_and_retries() {
     let mut l = node(1, &[1, 2, 3], 3, &[1, 1, 2, 2, 3], 0);
     let (outs, noop) = campaign(&mut l, &[3]);
     assert_eq!(l.term(), 4);
+    // The log holds no configuration yet (only `Config` does): the new leader's first entry
+    // records it, in place of a no-op.
     assert_eq!(
         noop.entries,
         vec![Entry {
             term: 4,
             index: 6,
-            kind: EntryKind::Noop,
-            data: Bytes::new()
+            kind: EntryKind::Config,
+            data: raft_proto_core::codec::encode_membership(&Membership::with_voters([1, 2, 3])),
         }]
     );
     for peer in [2, 3] {

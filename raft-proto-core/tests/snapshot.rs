@@ -117,7 +117,7 @@ fn the_policy_takes_snapshots_and_compaction_keeps_a_tail() {
     assert!(c.disks[&1].entries.iter().all(|e| e.index > last - 2));
     // The snapshot carries the membership at its index.
     let meta = st.snapshot.latest.expect("latest");
-    assert_eq!(*meta.membership, Membership::voters([1, 2, 3]));
+    assert_eq!(*meta.membership, Membership::with_voters([1, 2, 3]));
     // With no cache, nothing applied stays in memory.
     assert_eq!(st.log_entries_in_memory, 0);
     assert_converged(&mut c);
@@ -464,7 +464,7 @@ fn a_snapshot_older_than_the_commit_index_is_not_installed() {
         meta: SnapshotMeta {
             last_index: committed - 2,
             last_term: term,
-            membership: Membership::voters([1, 2, 3]).into(),
+            membership: Membership::with_voters([1, 2, 3]).into(),
         },
         size: 4,
         offset: 0,
@@ -518,7 +518,7 @@ fn chunk(offset: u64, data: &'static [u8], size: u64, index: u64) -> Input {
             meta: SnapshotMeta {
                 last_index: index,
                 last_term: 2,
-                membership: Membership::voters([1, 2, 3]).into(),
+                membership: Membership::with_voters([1, 2, 3]).into(),
             },
             size,
             offset,

@@ -114,11 +114,13 @@ impl Harness {
         SnapshotMeta {
             last_index,
             last_term,
-            membership: raft_proto_core::Membership {
-                voters: vec![1, 2, 3],
-                outgoing: Vec::new(),
-                learners: vec![last_index % 5],
-            }
+            membership: raft_proto_core::Membership::new(
+                vec![1, 2, 3],
+                Vec::new(),
+                vec![10 + last_index % 5],
+                Default::default(),
+            )
+            .expect("a valid membership")
             .into(),
         }
     }

@@ -12,18 +12,11 @@ use crate::error::Inconsistency;
 pub(crate) const ENTRY_HEADER: usize = 9;
 
 fn kind_byte(kind: EntryKind) -> u8 {
-    match kind {
-        EntryKind::Normal => 0,
-        EntryKind::Noop => 1,
-    }
+    kind.to_byte()
 }
 
 fn kind_of(byte: u8) -> Option<EntryKind> {
-    match byte {
-        0 => Some(EntryKind::Normal),
-        1 => Some(EntryKind::Noop),
-        _ => None,
-    }
+    EntryKind::from_byte(byte)
 }
 
 /// Writes `e`'s stored value into `buf` (cleared first).
@@ -60,23 +53,21 @@ pub(crate) fn decode_entry(index: Index, value: &[u8]) -> Result<Entry, Inconsis
     })
 }
 
-/// Encodes a membership as three lists (voters, outgoing voters, learners), each a `u32`
-/// little-endian count followed by `u64` little-endian ids.
-pub(crate) fn encode_membership(m: &Membership) -> Vec<u8> {
-    let lists = [&m.voters, &m.outgoing, &m.learners];
-    let ids: usize = lists.iter().map(|l| l.len()).sum();
-    let mut out = Vec::with_capacity(12 + 8 * ids);
-    for list in lists {
-        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
-        for id in list.iter() {
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-    }
-    out
+/// Encodes a membership: the core's record (the payload of a configuration entry), stored
+/// under the key `record`.
+pub(crate) fn encode_membership(m: &Membership) -> Bytes {
+    raft_proto_core::codec::encode_membership(m)
 }
 
 /// The inverse of [`encode_membership`]; `None` for anything else.
-pub(crate) fn decode_membership(mut b: &[u8]) -> Option<Membership> {
+pub(crate) fn decode_membership(b: &[u8]) -> Option<Membership> {
+    raft_proto_core::codec::decode_membership(b).ok()
+}
+
+/// Decodes the first layout of the snapshot membership record (key `current`, written before
+/// members carried data): three lists (voters, outgoing voters, learners), each a `u32`
+/// little-endian count followed by `u64` little-endian ids. `None` for anything else.
+pub(crate) fn decode_membership_v1(mut b: &[u8]) -> Option<Membership> {
     let mut list = || -> Option<Vec<NodeId>> {
         let (count, rest) = b.split_first_chunk::<4>()?;
         let count = u32::from_le_bytes(*count) as usize;
@@ -92,11 +83,24 @@ pub(crate) fn decode_membership(mut b: &[u8]) -> Option<Membership> {
     let voters = list()?;
     let outgoing = list()?;
     let learners = list()?;
-    b.is_empty().then_some(Membership {
-        voters,
-        outgoing,
-        learners,
-    })
+    if !b.is_empty() {
+        return None;
+    }
+    Membership::new(voters, outgoing, learners, Default::default()).ok()
+}
+
+/// The first layout, for tests of reading old files.
+#[cfg(test)]
+pub(crate) fn encode_membership_v1(m: &Membership) -> Vec<u8> {
+    let lists = [m.voters(), m.outgoing(), m.learners()];
+    let mut out = Vec::new();
+    for list in lists {
+        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for id in list.iter() {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -105,19 +109,28 @@ mod tests {
 
     #[test]
     fn membership_round_trips_and_garbage_is_refused() {
-        let m = Membership {
-            voters: vec![1, 2, 3],
-            outgoing: vec![],
-            learners: vec![u64::MAX],
-        };
+        let m = Membership::new(
+            vec![1, 2, 3],
+            vec![],
+            vec![u64::MAX],
+            [(u64::MAX, Bytes::from_static(b"addr"))].into(),
+        )
+        .expect("valid");
         let enc = encode_membership(&m);
-        assert_eq!(decode_membership(&enc), Some(m));
+        assert_eq!(decode_membership(&enc), Some(m.clone()));
         assert_eq!(decode_membership(&enc[..enc.len() - 1]), None);
-        let mut longer = enc.clone();
+        let mut longer = enc.to_vec();
         longer.push(0);
         assert_eq!(decode_membership(&longer), None);
         assert_eq!(decode_membership(&[0xff, 0xff, 0xff, 0xff]), None);
         assert_eq!(decode_membership(&[]), None);
+        // The first layout still reads (without data, which it never held).
+        let old = Membership::new(vec![1, 2, 3], vec![], vec![u64::MAX], Default::default())
+            .expect("valid");
+        let v1 = encode_membership_v1(&old);
+        assert_eq!(decode_membership_v1(&v1), Some(old));
+        assert_eq!(decode_membership_v1(&v1[..v1.len() - 1]), None);
+        assert_eq!(decode_membership_v1(&[]), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn meta(last_index: u64) -> SnapshotMeta {
     SnapshotMeta {
         last_index,
         last_term: 1,
-        membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
+        membership: raft_proto_core::Membership::with_voters([1, 2, 3]).into(),
     }
 }
 

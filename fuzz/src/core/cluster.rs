@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use raft_proto_core::{
-    Config, Index, Input as RaftInput, Message, NodeId, Output as RaftOutput, Proposal, RaftNode,
-    SnapshotMeta, Term,
+    ChangeStep, Config, Index, Input as RaftInput, Message, NodeId, Output as RaftOutput, Proposal,
+    RaftNode, SnapshotMeta, Term,
 };
 
 use super::checks::{bump, Key, Stats};
@@ -240,7 +240,16 @@ impl Cluster {
             Op::AckApplied(n) => self.ack_applied(node_of(n)),
             Op::Inject { from, to, msg } => {
                 let from = SENDERS[from as usize % SENDERS.len()];
-                if IDS.contains(&from) {
+                // Leader messages are heard from anyone (a leader may lead a configuration the
+                // receiver has not seen yet): a forged one acts as a forged leader.
+                let leader_message = matches!(
+                    msg,
+                    Message::AppendEntries(_)
+                        | Message::Heartbeat(_)
+                        | Message::InstallSnapshot(_)
+                        | Message::TimeoutNow(_)
+                );
+                if IDS.contains(&from) || (leader_message && from != 0) {
                     self.tainted = true;
                 }
                 self.step(node_of(to), RaftInput::Receive { from, msg });
@@ -269,6 +278,32 @@ impl Cluster {
             }
             Op::Isolate(n) => {
                 self.isolated = IDS.get(n as usize % 4).copied();
+            }
+            Op::Change(n, k) => {
+                let step = match k % 4 {
+                    0 => ChangeStep::AddLearner {
+                        id: 4,
+                        data: Bytes::from_static(b"node 4"),
+                    },
+                    1 => ChangeStep::Remove { id: 4 },
+                    2 => ChangeStep::Promote { id: 4 },
+                    _ => ChangeStep::Remove {
+                        id: IDS[(k as usize / 4) % IDS.len()],
+                    },
+                };
+                let request = self.next_request;
+                self.next_request += 1;
+                let input = RaftInput::ChangeMembership {
+                    request,
+                    steps: vec![step],
+                };
+                self.step(node_of(n), input);
+            }
+            Op::Transfer(n, k) => {
+                let request = self.next_request;
+                self.next_request += 1;
+                let to = IDS.get(k as usize % 4).copied();
+                self.step(node_of(n), RaftInput::TransferLeadership { request, to });
             }
         }
         self.check();

@@ -36,8 +36,14 @@
 //! Raft does not tolerate forged messages from members (a forged vote or AppendEntries from a
 //! member legitimately breaks cluster-wide safety). So once a message is injected *as if from a
 //! member*, the run is "tainted": cluster-wide checks stop, while the no-panic property and the
-//! per-node checks (which must hold on any input) continue. Injections from non-members (ids 0,
-//! 4, 99, u64::MAX) never taint: the core must ignore them.
+//! per-node checks (which must hold on any input) continue. Leader messages (appends,
+//! heartbeats, snapshot chunks, `TimeoutNow`) are heard from non-members too, since a leader may
+//! lead a configuration the receiver has not seen yet: injecting one taints as well. Other
+//! injections from non-members (ids 0, 4, 99, u64::MAX), and anything from id 0, never taint:
+//! the core must ignore them.
+//!
+//! Operations also change the membership (a learner 4 that never answers, promoted in vain, or
+//! removed; a member removed) and transfer leadership.
 
 mod checks;
 mod cluster;

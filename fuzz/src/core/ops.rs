@@ -13,9 +13,9 @@ use super::{IDS, MEMBER_IDS};
 use crate::{Input, Output};
 
 /// Number of opcodes.
-const OPCODES: u8 = 19;
+const OPCODES: u8 = 21;
 
-/// One operation. The byte encoding is `opcode % 19` followed by the arguments.
+/// One operation. The byte encoding is `opcode % 21` followed by the arguments.
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Deliver queued message `i % len`.
@@ -58,6 +58,12 @@ pub enum Op {
     /// `n % 4` < 3: cut node `IDS[n % 4]` off (messages to and from it are dropped, the
     /// previous cut heals); 3: heal.
     Isolate(u8),
+    /// A membership change on a node: `k % 4` = 0: add learner 4 (a node that never answers);
+    /// 1: remove node 4; 2: promote node 4 (refused: it never catches up); 3: remove
+    /// `IDS[(k / 4) % 3]`.
+    Change(u8, u8),
+    /// A leadership transfer on a node: to `IDS[k % 4]`, or to the most caught-up voter (3).
+    Transfer(u8, u8),
 }
 
 pub(super) fn node_of(b: u8) -> NodeId {
@@ -80,40 +86,46 @@ fn read_membership(inp: &mut Input) -> Membership {
             .map(|(_, &id)| id)
             .collect()
     };
-    Membership {
-        voters: pick(&MEMBER_IDS, mask & 0x1F),
-        outgoing: if mask & 0x20 != 0 {
-            IDS.to_vec()
-        } else {
-            vec![]
-        },
-        learners: if mask & 0x40 != 0 { vec![4] } else { vec![] },
-    }
+    let voters = pick(&MEMBER_IDS, mask & 0x1F);
+    let outgoing = if mask & 0x20 != 0 {
+        IDS.to_vec()
+    } else {
+        vec![]
+    };
+    let learners = if mask & 0x40 != 0 { vec![4] } else { vec![] };
+    // An impossible combination (a learner that votes, no voters) decodes as no membership,
+    // which receivers refuse.
+    Membership::new(voters, outgoing, learners, Default::default()).unwrap_or_default()
 }
 
 fn membership_mask(m: &Membership) -> u8 {
     let mut mask = 0u8;
     for (k, id) in MEMBER_IDS.iter().enumerate() {
-        if m.voters.contains(id) {
+        if m.voters().contains(id) {
             mask |= 1 << k;
         }
     }
-    if !m.outgoing.is_empty() {
+    if m.is_joint() {
         mask |= 0x20;
     }
-    if !m.learners.is_empty() {
+    if !m.learners().is_empty() {
         mask |= 0x40;
     }
     mask
 }
 
 fn read_message(inp: &mut Input) -> Message {
-    match inp.u8() % 8 {
-        0 => Message::RequestVote(RequestVote {
-            term: inp.num(),
-            pre_vote: inp.u8() & 1 == 1,
-            last_log: log_id(inp),
-        }),
+    match inp.u8() % 9 {
+        0 => {
+            let term = inp.num();
+            let flags = inp.u8();
+            Message::RequestVote(RequestVote {
+                term,
+                pre_vote: flags & 1 == 1,
+                last_log: log_id(inp),
+                transfer: flags & 2 == 2,
+            })
+        }
         1 => Message::RequestVoteResponse(RequestVoteResponse {
             term: inp.num(),
             pre_vote: inp.u8() & 1 == 1,
@@ -126,21 +138,27 @@ fn read_message(inp: &mut Input) -> Message {
             let n = inp.u8() % 5;
             let mut entries = Vec::new();
             for i in 0..n {
-                let kind = if inp.u8() & 1 == 0 {
-                    EntryKind::Normal
-                } else {
-                    EntryKind::Noop
+                let kind = match inp.u8() & 3 {
+                    0 => EntryKind::Normal,
+                    2 => EntryKind::Config,
+                    _ => EntryKind::Noop,
                 };
                 // Usually consecutive after prev (as a real leader sends); sometimes not.
                 let index = match inp.u8() {
                     0xFF => inp.num(),
                     _ => prev.index.wrapping_add(1 + u64::from(i)),
                 };
+                let term = inp.num();
+                let data = if kind == EntryKind::Config {
+                    raft_proto_core::codec::encode_membership(&read_membership(inp))
+                } else {
+                    Bytes::from(inp.bytes(8))
+                };
                 entries.push(Entry {
-                    term: inp.num(),
+                    term,
                     index,
                     kind,
-                    data: Bytes::from(inp.bytes(8)),
+                    data,
                 });
             }
             Message::AppendEntries(AppendEntries {
@@ -192,7 +210,7 @@ fn read_message(inp: &mut Input) -> Message {
                 data,
             }))
         }
-        _ => Message::InstallSnapshotResponse(InstallSnapshotResponse {
+        7 => Message::InstallSnapshotResponse(InstallSnapshotResponse {
             term: inp.num(),
             snapshot: log_id(inp),
             result: if inp.u8() & 1 == 0 {
@@ -203,6 +221,7 @@ fn read_message(inp: &mut Input) -> Message {
                 SnapshotAck::Resend { from: inp.num() }
             },
         }),
+        _ => Message::TimeoutNow(raft_proto_core::message::TimeoutNow { term: inp.num() }),
     }
 }
 
@@ -211,7 +230,7 @@ fn write_message(msg: &Message, out: &mut Output) {
         Message::RequestVote(m) => {
             out.u8(0)
                 .num(m.term)
-                .u8(m.pre_vote as u8)
+                .u8(m.pre_vote as u8 | (m.transfer as u8) << 1)
                 .num(m.last_log.term)
                 .num(m.last_log.index);
         }
@@ -229,10 +248,17 @@ fn write_message(msg: &Message, out: &mut Output) {
                 .num(m.commit)
                 .u8(m.entries.len() as u8);
             for e in &m.entries {
-                out.u8((e.kind == EntryKind::Noop) as u8)
-                    .u8(0)
-                    .num(e.term)
-                    .bytes(&e.data);
+                out.u8(e.kind.to_byte()).u8(0).num(e.term);
+                match e.kind {
+                    EntryKind::Config => {
+                        let m =
+                            raft_proto_core::codec::decode_membership(&e.data).unwrap_or_default();
+                        out.u8(membership_mask(&m));
+                    }
+                    _ => {
+                        out.bytes(&e.data);
+                    }
+                }
             }
         }
         Message::AppendEntriesResponse(m) => match m.result {
@@ -275,6 +301,9 @@ fn write_message(msg: &Message, out: &mut Output) {
                 SnapshotAck::Resend { from } => out.u8(1).num(from),
             };
         }
+        Message::TimeoutNow(m) => {
+            out.u8(8).num(m.term);
+        }
     }
 }
 
@@ -304,7 +333,9 @@ impl Op {
             15 => Op::ServeReads(inp.u8()),
             16 => Op::TriggerSnapshot(inp.u8()),
             17 => Op::Settle,
-            _ => Op::Isolate(inp.u8()),
+            18 => Op::Isolate(inp.u8()),
+            19 => Op::Change(inp.u8(), inp.u8()),
+            _ => Op::Transfer(inp.u8(), inp.u8()),
         }
     }
 
@@ -334,6 +365,8 @@ impl Op {
             Op::TriggerSnapshot(n) => out.u8(16).u8(*n),
             Op::Settle => out.u8(17),
             Op::Isolate(n) => out.u8(18).u8(*n),
+            Op::Change(n, k) => out.u8(19).u8(*n).u8(*k),
+            Op::Transfer(n, k) => out.u8(20).u8(*n).u8(*k),
         };
     }
 }

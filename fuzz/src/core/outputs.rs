@@ -4,7 +4,7 @@
 
 use raft_proto_core::message::{InstallSnapshotResponse, SnapshotAck};
 use raft_proto_core::{
-    Entry, Event, Input as RaftInput, Membership, Message, NodeId, Output as RaftOutput,
+    Entry, EntryKind, Event, Input as RaftInput, Membership, Message, NodeId, Output as RaftOutput,
 };
 
 use super::checks::{bump, key};
@@ -56,12 +56,20 @@ impl Cluster {
                     sm.applied, meta.last_index,
                     "node {id}: a snapshot is asked for at exactly what was handed out"
                 );
-                assert_eq!(
-                    *meta.membership,
-                    Membership::voters(IDS),
-                    "node {id}: the snapshot's membership"
-                );
                 if !self.tainted {
+                    // The membership of the last committed configuration entry at or below the
+                    // snapshot's index (the initial one before any).
+                    let expected = self
+                        .committed
+                        .range(..=meta.last_index)
+                        .rev()
+                        .find(|(_, k)| k.1 == EntryKind::Config)
+                        .and_then(|(_, k)| raft_proto_core::codec::decode_membership(&k.2).ok())
+                        .unwrap_or_else(|| Membership::with_voters(IDS));
+                    assert_eq!(
+                        *meta.membership, expected,
+                        "node {id}: the snapshot's membership"
+                    );
                     if let Some(truth) = self.committed.get(&meta.last_index) {
                         assert_eq!(
                             truth.0, meta.last_term,

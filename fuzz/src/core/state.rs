@@ -12,7 +12,7 @@ pub fn encode_state(entries: &[Entry]) -> Bytes {
     for e in entries {
         out.num(e.index)
             .num(e.term)
-            .u8((e.kind == EntryKind::Noop) as u8)
+            .u8(e.kind.to_byte())
             .num(e.data.len() as u64);
         out.0.extend_from_slice(&e.data);
     }
@@ -43,11 +43,7 @@ pub fn decode_state(data: &Bytes) -> Option<Vec<Entry>> {
     while !r.0.is_empty() {
         let index = r.num()?;
         let term = r.num()?;
-        let kind = match r.u8()? {
-            0 => EntryKind::Normal,
-            1 => EntryKind::Noop,
-            _ => return None,
-        };
+        let kind = EntryKind::from_byte(r.u8()?)?;
         let len = usize::try_from(r.num()?).ok()?;
         if len > r.0.len() {
             return None;

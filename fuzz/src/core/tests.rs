@@ -49,29 +49,47 @@ fn seed_snapshot_catch_up_installs_a_snapshot() {
 }
 
 /// The `snapshot_crash_mid_transfer` seed: node 3 loses a transfer and an install that was
-/// not durable yet; later node 1 crashes mid-transfer and node 2 completes it.
+/// not durable yet; later node 1 crashes mid-transfer and node 2 takes over and brings node 3
+/// up to date (with chunks of its own snapshot, then entries).
 #[test]
 fn seed_crash_mid_transfer_recovers() {
     let cl = run_cluster(&seed("snapshot_crash_mid_transfer"));
     assert!(!cl.tainted());
     let st = cl.stats();
     assert_eq!(st.crashes.get(&3), Some(&2), "{st:?}");
-    assert!(st.installs.get(&3).is_some_and(|&n| n >= 3), "{st:?}");
-    assert_eq!(
-        st.restores.get(&3),
-        Some(&2),
-        "one install was lost: {st:?}"
+    let installs = st.installs.get(&3).copied().unwrap_or(0);
+    let restores = st.restores.get(&3).copied().unwrap_or(0);
+    assert!(installs >= 2, "{st:?}");
+    assert!(
+        restores >= 1 && restores < installs,
+        "an install was lost: {st:?}"
     );
     assert!(st.chunks_sent.get(&2).is_some_and(|&n| n > 0), "{st:?}");
     assert_eq!(cl.node(2).role(), Role::Leader);
     assert_eq!(cl.state(3), cl.state(2));
 }
 
-/// Snapshot messages from non-members change nothing and do not taint the run.
+/// Snapshot answers from non-members (and anything from id 0) change nothing and do not taint
+/// the run. (Chunks from non-members are heard, as from a leader of a configuration the
+/// receiver has not seen: the `snapshot_forged_nonmember_chunks` seed, tainted.)
 #[test]
 fn seed_forged_nonmember_stays_untainted() {
     let cl = run_cluster(&seed("snapshot_forged_nonmember"));
     assert!(!cl.tainted());
     assert_eq!(cl.stats().restores.get(&3), Some(&1));
     assert_eq!(cl.state(3), cl.state(1));
+}
+
+/// The membership seeds: a learner added, promoted in vain (it never answers) and removed,
+/// transfers; and removals of a member and of the leader itself. Untainted: every check holds.
+#[test]
+fn seed_membership_changes_keep_every_check() {
+    for name in ["membership_learner_and_transfers", "membership_removals"] {
+        let cl = run_cluster(&seed(name));
+        assert!(!cl.tainted(), "{name}");
+        assert!(cl.committed.len() >= 6, "{name}: {}", cl.committed.len());
+    }
+    let cl = run_cluster(&seed("membership_removals"));
+    let (_, m) = cl.node(2).membership();
+    assert!(m.voters().len() < 3, "a member was removed: {m}");
 }

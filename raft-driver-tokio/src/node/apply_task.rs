@@ -128,7 +128,7 @@ pub(crate) async fn run<M: StateMachine>(
                 for entry in &entries {
                     let response = match entry.kind {
                         EntryKind::Normal => Some(sm.apply(entry.index, &entry.data)),
-                        EntryKind::Noop => {
+                        EntryKind::Noop | EntryKind::Config => {
                             sm.apply_noop(entry.index);
                             None
                         }

@@ -265,6 +265,10 @@ impl CoreLoop {
         for out in outputs.drain(..) {
             match out {
                 Output::Send { to, msg } => self.peers.send(to, msg, &self.metrics),
+                Output::MembershipChanged { index, membership } => {
+                    tracing::info!(index, %membership, "configuration in force");
+                }
+                Output::Transferring { .. } => {}
                 Output::Persist(w) => self.send_storage(StorageOp::Write(w), st),
                 Output::FetchEntries {
                     to,
@@ -432,6 +436,17 @@ impl CoreLoop {
             }
             Event::InvalidInput { reason } => {
                 tracing::warn!(node, reason, "input ignored");
+            }
+            Event::TransferAborted { to, term } => {
+                tracing::warn!(node, term, to, "leadership transfer abandoned");
+            }
+            Event::RemovedFromConfiguration { term, successor } => {
+                tracing::info!(
+                    node,
+                    term,
+                    ?successor,
+                    "removed from the configuration; stepped down"
+                );
             }
         }
     }

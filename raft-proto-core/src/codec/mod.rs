@@ -27,6 +27,7 @@
 
 use bincode::de::read::Reader;
 use bincode::de::{Decode, Decoder, DecoderImpl};
+use bincode::enc::write::Writer;
 use bincode::enc::{Encode, Encoder};
 use bincode::error::{DecodeError as BincodeDecodeError, EncodeError as BincodeEncodeError};
 use bytes::Bytes;
@@ -34,12 +35,18 @@ use bytes::Bytes;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendResult, Heartbeat, HeartbeatResponse,
     InstallSnapshot, InstallSnapshotResponse, Message, RequestVote, RequestVoteResponse,
-    SnapshotAck,
+    SnapshotAck, TimeoutNow,
 };
-use crate::types::{Entry, EntryKind, Index, LogId, Membership, NodeId, SnapshotMeta};
+use crate::types::{Entry, EntryKind, Index, LogId, NodeId, SnapshotMeta};
+
+mod membership;
+
+pub use membership::{
+    decode_membership, encode_membership, MembershipDecodeError, MEMBERSHIP_FORMAT,
+};
 
 /// The version byte that starts every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Default upper bound on the size of one frame, in bytes.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -131,6 +138,9 @@ pub enum DecodeError {
         /// Bytes after the header.
         available: u64,
     },
+    /// The membership in a snapshot's metadata cannot be decoded.
+    #[error("bad membership in snapshot metadata: {0}")]
+    BadMembership(MembershipDecodeError),
     /// The entries of an AppendEntries do not follow each other from `prev_index + 1`.
     #[error("entry {position} has index {found}, not consecutive after prev index {prev_index}")]
     EntryIndexGap {
@@ -336,9 +346,11 @@ fn head_capacity(msg: &Message) -> usize {
         Message::AppendEntries(m) => m.entries.len().saturating_mul(MAX_ENTRY_WIRE_BYTES),
         Message::InstallSnapshot(m) => {
             let b = &m.meta.membership;
-            (b.voters.len() + b.outgoing.len() + b.learners.len())
+            let data: usize = b.node_data().values().map(|d| d.len()).sum();
+            (b.members().len() * 2)
                 .saturating_mul(MAX_ID_WIRE_BYTES)
-                .saturating_add(3 * MAX_ID_WIRE_BYTES)
+                .saturating_add(data)
+                .saturating_add(8 * MAX_ID_WIRE_BYTES)
         }
         _ => 0,
     };
@@ -347,11 +359,12 @@ fn head_capacity(msg: &Message) -> usize {
 
 /// The bincode header: a mirror of [`Message`] with the fields of each variant in declaration
 /// order, log ids as `(term, index)`, an entry list `E` written without payloads, member id
-/// lists `I` and a snapshot chunk `D` written as its length.
+/// a membership `M` (a length and its record, see [`encode_membership`]) and a snapshot chunk
+/// `D` written as its length.
 #[derive(bincode::Encode, bincode::Decode)]
-enum Wire<E, I, D> {
-    /// term, pre_vote, last_log
-    RequestVote(u64, bool, (u64, u64)),
+enum Wire<E, M, D> {
+    /// term, pre_vote, last_log, transfer
+    RequestVote(u64, bool, (u64, u64), bool),
     /// term, pre_vote, granted
     RequestVoteResponse(u64, bool, bool),
     /// term, prev, commit, entries
@@ -362,10 +375,12 @@ enum Wire<E, I, D> {
     Heartbeat(u64, u64),
     /// term
     HeartbeatResponse(u64),
-    /// term, last entry, voters, outgoing voters, learners, size, offset, chunk
-    InstallSnapshot(u64, (u64, u64), I, I, I, u64, u64, D),
+    /// term, last entry, membership, size, offset, chunk
+    InstallSnapshot(u64, (u64, u64), M, u64, u64, D),
     /// term, snapshot's last entry, ack
     InstallSnapshotResponse(u64, (u64, u64), WireSnapshotAck),
+    /// term
+    TimeoutNow(u64),
 }
 
 /// Mirror of [`SnapshotAck`].
@@ -410,16 +425,13 @@ impl Encode for EntriesOut<'_> {
     }
 }
 
-/// Encodes member ids as a count followed by the ids.
-struct IdsOut<'a>(&'a [NodeId]);
+/// Encodes a membership as the length of its record followed by the record.
+struct MembershipOut(Bytes);
 
-impl Encode for IdsOut<'_> {
+impl Encode for MembershipOut {
     fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), BincodeEncodeError> {
         (self.0.len() as u64).encode(encoder)?;
-        for id in self.0 {
-            id.encode(encoder)?;
-        }
-        Ok(())
+        encoder.writer().write(&self.0)
     }
 }
 
@@ -432,12 +444,14 @@ impl Encode for DataOut {
     }
 }
 
-type WireOut<'a> = Wire<EntriesOut<'a>, IdsOut<'a>, DataOut>;
-type WireIn = Wire<EntriesIn, IdsIn, DataIn>;
+type WireOut<'a> = Wire<EntriesOut<'a>, MembershipOut, DataOut>;
+type WireIn = Wire<EntriesIn, MembershipIn, DataIn>;
 
 fn wire_of(msg: &Message) -> WireOut<'_> {
     match msg {
-        Message::RequestVote(m) => Wire::RequestVote(m.term, m.pre_vote, wire_id(m.last_log)),
+        Message::RequestVote(m) => {
+            Wire::RequestVote(m.term, m.pre_vote, wire_id(m.last_log), m.transfer)
+        }
         Message::RequestVoteResponse(m) => Wire::RequestVoteResponse(m.term, m.pre_vote, m.granted),
         Message::AppendEntries(m) => {
             Wire::AppendEntries(m.term, wire_id(m.prev), m.commit, EntriesOut(&m.entries))
@@ -453,19 +467,14 @@ fn wire_of(msg: &Message) -> WireOut<'_> {
         ),
         Message::Heartbeat(m) => Wire::Heartbeat(m.term, m.commit),
         Message::HeartbeatResponse(m) => Wire::HeartbeatResponse(m.term),
-        Message::InstallSnapshot(m) => {
-            let b = &m.meta.membership;
-            Wire::InstallSnapshot(
-                m.term,
-                wire_id(m.meta.last_id()),
-                IdsOut(&b.voters),
-                IdsOut(&b.outgoing),
-                IdsOut(&b.learners),
-                m.size,
-                m.offset,
-                DataOut(m.data.len() as u64),
-            )
-        }
+        Message::InstallSnapshot(m) => Wire::InstallSnapshot(
+            m.term,
+            wire_id(m.meta.last_id()),
+            MembershipOut(encode_membership(&m.meta.membership)),
+            m.size,
+            m.offset,
+            DataOut(m.data.len() as u64),
+        ),
         Message::InstallSnapshotResponse(m) => Wire::InstallSnapshotResponse(
             m.term,
             wire_id(m.snapshot),
@@ -474,6 +483,7 @@ fn wire_of(msg: &Message) -> WireOut<'_> {
                 SnapshotAck::Resend { from } => WireSnapshotAck::Resend(from),
             },
         ),
+        Message::TimeoutNow(m) => Wire::TimeoutNow(m.term),
     }
 }
 
@@ -531,25 +541,29 @@ impl<'a> Decode<DecodeCtx<'a>> for EntriesIn {
     }
 }
 
-/// Decoded member ids; their count is checked against the frame size before anything is
-/// reserved.
-struct IdsIn(Vec<NodeId>);
+/// A decoded membership; its record's length is checked against the frame size before
+/// anything is reserved.
+struct MembershipIn(crate::membership::Membership);
 
-impl<'a> Decode<DecodeCtx<'a>> for IdsIn {
+impl<'a> Decode<DecodeCtx<'a>> for MembershipIn {
     fn decode<D: Decoder<Context = DecodeCtx<'a>>>(
         decoder: &mut D,
     ) -> Result<Self, BincodeDecodeError> {
-        let count = u64::decode(decoder)?;
-        if count > decoder.context().frame.len() as u64 {
+        let len = u64::decode(decoder)?;
+        if len > decoder.context().frame.len() as u64 {
             return Err(BincodeDecodeError::Other(
-                "more member ids than the frame can hold",
+                "a membership record longer than the frame",
             ));
         }
-        let mut ids = Vec::with_capacity((count as usize).min(64));
-        for _ in 0..count {
-            ids.push(u64::decode(decoder)?);
+        let mut record = vec![0u8; len as usize];
+        decoder.reader().read(&mut record)?;
+        match decode_membership(&record) {
+            Ok(m) => Ok(MembershipIn(m)),
+            Err(e) => {
+                decoder.context().failure = Some(DecodeError::BadMembership(e));
+                Err(BincodeDecodeError::Other("bad membership record"))
+            }
         }
-        Ok(IdsIn(ids))
     }
 }
 
@@ -601,10 +615,11 @@ fn message_from_wire(
     payload_start: usize,
 ) -> Result<Message, DecodeError> {
     Ok(match wire {
-        Wire::RequestVote(term, pre_vote, last) => Message::RequestVote(RequestVote {
+        Wire::RequestVote(term, pre_vote, last, transfer) => Message::RequestVote(RequestVote {
             term,
             pre_vote,
             last_log: log_id(last),
+            transfer,
         }),
         Wire::RequestVoteResponse(term, pre_vote, granted) => {
             Message::RequestVoteResponse(RequestVoteResponse {
@@ -654,16 +669,7 @@ fn message_from_wire(
         }
         Wire::Heartbeat(term, commit) => Message::Heartbeat(Heartbeat { term, commit }),
         Wire::HeartbeatResponse(term) => Message::HeartbeatResponse(HeartbeatResponse { term }),
-        Wire::InstallSnapshot(
-            term,
-            last,
-            IdsIn(voters),
-            IdsIn(outgoing),
-            IdsIn(learners),
-            size,
-            offset,
-            DataIn(len),
-        ) => {
+        Wire::InstallSnapshot(term, last, MembershipIn(membership), size, offset, DataIn(len)) => {
             // The caller checked that the declared length is exactly what follows the header.
             let end = usize::try_from(len)
                 .ok()
@@ -676,12 +682,7 @@ fn message_from_wire(
                 meta: SnapshotMeta {
                     last_index: last.index,
                     last_term: last.term,
-                    membership: Membership {
-                        voters,
-                        outgoing,
-                        learners,
-                    }
-                    .into(),
+                    membership: membership.into(),
                 },
                 size,
                 offset,
@@ -698,6 +699,7 @@ fn message_from_wire(
                 },
             })
         }
+        Wire::TimeoutNow(term) => Message::TimeoutNow(TimeoutNow { term }),
     })
 }
 

@@ -39,19 +39,73 @@ fn append_entries() -> impl Strategy<Value = Message> {
     })
 }
 
+fn membership() -> impl Strategy<Value = crate::membership::Membership> {
+    use crate::membership::{ChangeStep, Membership};
+    (1..6u64, 0..3u64, any::<bool>(), vec(any::<u8>(), 0..40)).prop_map(
+        |(voters, learners, joint, data)| {
+            let mut m = Membership::with_voters(1..=voters);
+            let added: Vec<ChangeStep> = (0..learners)
+                .map(|k| ChangeStep::AddLearner {
+                    id: 100 + k,
+                    data: Bytes::from(data.clone()),
+                })
+                .collect();
+            if !added.is_empty() {
+                m = m.changed(&added).expect("learners");
+            }
+            if joint && learners >= 2 {
+                m = m
+                    .changed(&[
+                        ChangeStep::Promote { id: 100 },
+                        ChangeStep::Promote { id: 101 },
+                    ])
+                    .expect("joint");
+            }
+            m
+        },
+    )
+}
+
+fn install_snapshot() -> impl Strategy<Value = Message> {
+    (
+        u64s(),
+        log_id(),
+        membership(),
+        u64s(),
+        u64s(),
+        vec(any::<u8>(), 0..100),
+    )
+        .prop_map(|(term, last, membership, size, offset, data)| {
+            Message::InstallSnapshot(Box::new(InstallSnapshot {
+                term,
+                meta: SnapshotMeta {
+                    last_index: last.index,
+                    last_term: last.term,
+                    membership: membership.into(),
+                },
+                size,
+                offset,
+                data: Bytes::from(data),
+            }))
+        })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let result = prop_oneof![
         u64s().prop_map(|match_index| AppendResult::Success { match_index }),
         (u64s(), log_id()).prop_map(|(rejected, hint)| AppendResult::Reject { rejected, hint }),
     ];
     prop_oneof![
-        (u64s(), any::<bool>(), log_id()).prop_map(|(term, pre_vote, last_log)| {
-            Message::RequestVote(RequestVote {
-                term,
-                pre_vote,
-                last_log,
-            })
-        }),
+        (u64s(), any::<bool>(), log_id(), any::<bool>()).prop_map(
+            |(term, pre_vote, last_log, transfer)| {
+                Message::RequestVote(RequestVote {
+                    term,
+                    pre_vote,
+                    last_log,
+                    transfer,
+                })
+            }
+        ),
         (u64s(), any::<bool>(), any::<bool>()).prop_map(|(term, pre_vote, granted)| {
             Message::RequestVoteResponse(RequestVoteResponse {
                 term,
@@ -65,6 +119,8 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (u64s(), u64s()).prop_map(|(term, commit)| Message::Heartbeat(Heartbeat { term, commit })),
         u64s().prop_map(|term| Message::HeartbeatResponse(HeartbeatResponse { term })),
+        u64s().prop_map(|term| Message::TimeoutNow(TimeoutNow { term })),
+        install_snapshot(),
     ]
 }
 
@@ -96,7 +152,7 @@ fn raw_frame(header: impl Encode, tail: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
-fn forged_append<E>(prev_index: u64, entries: E) -> Wire<E, IdsOut<'static>, DataOut> {
+fn forged_append<E>(prev_index: u64, entries: E) -> Wire<E, MembershipOut, DataOut> {
     Wire::AppendEntries(1, (1, prev_index), 0, entries)
 }
 
@@ -194,10 +250,11 @@ fn wrong_cluster_and_version() {
         })
     );
     let mut bytes = frame.to_vec();
-    bytes[0] = 2;
+    bytes[0] = 1;
     assert_eq!(
         decode(bytes.into()),
-        Err(DecodeError::UnsupportedVersion(2))
+        Err(DecodeError::UnsupportedVersion(1)),
+        "version 1 frames (before membership changes) are refused"
     );
     assert_eq!(decode(Bytes::new()), Err(DecodeError::Truncated));
     assert_eq!(decode(frame.slice(..20)), Err(DecodeError::Truncated));

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use super::Storage;
 use crate::config::RecoveredState;
 use crate::io::PersistWrite;
-use crate::types::{Entry, EntryKind, HardState, Index, Membership, SnapshotMeta, Term};
+use crate::membership::Membership;
+use crate::types::{Entry, EntryKind, HardState, Index, SnapshotMeta, Term};
 
 /// Makes an empty store.
 pub type Fresh<'a, S> = &'a mut dyn FnMut() -> S;
@@ -140,20 +141,26 @@ fn install<S: Storage>(s: &mut S, meta: SnapshotMeta, chunks: &[&[u8]]) {
 }
 
 /// Snapshot metadata whose membership differs by index, so that a backend must keep it whole
-/// (voters, a joint outgoing set on even indexes, a learner).
+/// (voters, a joint outgoing set on even indexes, a learner with its data).
 fn meta(last_index: Index, last_term: Term) -> SnapshotMeta {
     SnapshotMeta {
         last_index,
         last_term,
-        membership: Membership {
-            voters: vec![1, 2, 3],
-            outgoing: if last_index.is_multiple_of(2) {
+        membership: Membership::new(
+            vec![1, 2, 3],
+            if last_index.is_multiple_of(2) {
                 vec![1, 2, 4]
             } else {
                 Vec::new()
             },
-            learners: vec![last_index + 10],
-        }
+            vec![last_index + 10],
+            [(
+                last_index + 10,
+                bytes::Bytes::from(format!("node-{last_index}")),
+            )]
+            .into(),
+        )
+        .expect("a valid membership")
         .into(),
     }
 }

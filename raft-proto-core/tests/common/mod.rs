@@ -85,7 +85,7 @@ pub fn encode_state(applied: &[Entry]) -> Bytes {
     for e in applied {
         out.extend_from_slice(&e.index.to_le_bytes());
         out.extend_from_slice(&e.term.to_le_bytes());
-        out.push(u8::from(e.kind == EntryKind::Noop));
+        out.push(e.kind.to_byte());
         out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
         out.extend_from_slice(&e.data);
     }
@@ -98,11 +98,7 @@ pub fn decode_state(mut b: &[u8]) -> Vec<Entry> {
     while !b.is_empty() {
         let index = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
         let term = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-        let kind = if b[16] == 1 {
-            EntryKind::Noop
-        } else {
-            EntryKind::Normal
-        };
+        let kind = EntryKind::from_byte(b[16]).expect("a known kind");
         let len = u32::from_le_bytes(b[17..21].try_into().expect("4 bytes")) as usize;
         let data = Bytes::copy_from_slice(&b[21..21 + len]);
         out.push(Entry {
@@ -201,6 +197,26 @@ impl Cluster {
         self.applied.insert(id, state);
         self.snapshot_requests.remove(&id);
         self.reads.retain(|(n, _)| *n != id);
+    }
+
+    /// Starts a new node `id` with an empty disk that waits to join the cluster (its
+    /// configuration's voter list is empty).
+    pub fn add_node(&mut self, id: NodeId) {
+        let mut c = self.configs[&self.ids[0]].clone();
+        c.id = id;
+        c.voters = Vec::new();
+        c.voter_data = Vec::new();
+        self.configs.insert(id, c);
+        self.ids.push(id);
+        self.disks.insert(id, Disk::default());
+        self.applied.insert(id, Vec::new());
+        self.restart(id);
+    }
+
+    /// Stops node `id` for good (its messages are dropped from then on).
+    pub fn remove_node(&mut self, id: NodeId) {
+        self.nodes.remove(&id);
+        self.ids.retain(|&n| n != id);
     }
 
     pub fn node(&self, id: NodeId) -> &RaftNode {
@@ -407,7 +423,9 @@ impl Cluster {
     }
 
     pub fn tick(&mut self, id: NodeId) {
-        self.step(id, Input::Tick);
+        if self.nodes.contains_key(&id) {
+            self.step(id, Input::Tick);
+        }
     }
 
     pub fn tick_all(&mut self) {

@@ -54,13 +54,9 @@ impl Record {
                 out.push(SNAPSHOT_BEGIN);
                 out.extend_from_slice(&meta.last_index.to_le_bytes());
                 out.extend_from_slice(&meta.last_term.to_le_bytes());
-                let m = &meta.membership;
-                for list in [&m.voters, &m.outgoing, &m.learners] {
-                    out.extend_from_slice(&(list.len() as u64).to_le_bytes());
-                    for id in list.iter() {
-                        out.extend_from_slice(&id.to_le_bytes());
-                    }
-                }
+                let m = raft_proto_core::codec::encode_membership(&meta.membership);
+                out.extend_from_slice(&(m.len() as u64).to_le_bytes());
+                out.extend_from_slice(&m);
             }
             Record::SnapshotChunk(data) => {
                 out.push(SNAPSHOT_CHUNK);
@@ -93,25 +89,12 @@ impl Record {
             SNAPSHOT_BEGIN => {
                 let last_index = b.u64()?;
                 let last_term = b.u64()?;
-                let mut list = || -> Option<Vec<u64>> {
-                    let n = usize::try_from(b.u64()?).ok()?;
-                    if n > b.0.len() / 8 {
-                        return None;
-                    }
-                    (0..n).map(|_| b.u64()).collect()
-                };
-                let voters = list()?;
-                let outgoing = list()?;
-                let learners = list()?;
+                let n = usize::try_from(b.u64()?).ok()?;
+                let membership = raft_proto_core::codec::decode_membership(b.take(n)?).ok()?;
                 Record::SnapshotBegin(SnapshotMeta {
                     last_index,
                     last_term,
-                    membership: raft_proto_core::Membership {
-                        voters,
-                        outgoing,
-                        learners,
-                    }
-                    .into(),
+                    membership: membership.into(),
                 })
             }
             SNAPSHOT_CHUNK => {
@@ -153,10 +136,7 @@ fn encode_write(w: &PersistWrite, out: &mut Vec<u8>) {
     for e in &w.entries {
         out.extend_from_slice(&e.term.to_le_bytes());
         out.extend_from_slice(&e.index.to_le_bytes());
-        out.push(match e.kind {
-            EntryKind::Normal => 0,
-            EntryKind::Noop => 1,
-        });
+        out.push(e.kind.to_byte());
         out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
         out.extend_from_slice(&e.data);
     }
@@ -177,11 +157,7 @@ fn decode_write(b: &mut Cursor<'_>) -> Option<PersistWrite> {
     for _ in 0..n {
         let term = b.u64()?;
         let index = b.u64()?;
-        let kind = match b.u8()? {
-            0 => EntryKind::Normal,
-            1 => EntryKind::Noop,
-            _ => return None,
-        };
+        let kind = EntryKind::from_byte(b.u8()?)?;
         let dlen = b.u32()? as usize;
         let data = Bytes::copy_from_slice(b.take(dlen)?);
         entries.push(Entry {
@@ -248,7 +224,7 @@ mod tests {
             Record::SnapshotBegin(SnapshotMeta {
                 last_index: 9,
                 last_term: 3,
-                membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
+                membership: raft_proto_core::Membership::with_voters([1, 2, 3]).into(),
             }),
             Record::SnapshotChunk(Bytes::from_static(b"some state")),
             Record::SnapshotChunk(Bytes::new()),

@@ -171,7 +171,7 @@ mod tests {
         let old = SnapshotMeta {
             last_index: 2,
             last_term: 1,
-            membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
+            membership: raft_proto_core::Membership::with_voters([1, 2, 3]).into(),
         };
         d.begin_snapshot(old.clone()).unwrap();
         d.write_snapshot_chunk(b"old").unwrap();
@@ -185,7 +185,7 @@ mod tests {
             c.begin_snapshot(SnapshotMeta {
                 last_index: 4,
                 last_term: 1,
-                membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
+                membership: raft_proto_core::Membership::with_voters([1, 2, 3]).into(),
             })
             .unwrap();
             c.write_snapshot_chunk(&[7; 100]).unwrap();

@@ -660,6 +660,14 @@ impl Sim {
             Output::ProposalUnknown { id, .. } => {
                 self.nodes[n].pending.remove(&id.index);
             }
+            Output::MembershipChanged { index, membership } => {
+                let id = n + 1;
+                self.trace
+                    .record(self.now, &[tag("membership"), id as u64, index], || {
+                        format!("n{id}: configuration {membership} in force from {index}")
+                    });
+            }
+            Output::Transferring { .. } => {}
             Output::Event(e) => self.event(n, e),
         }
     }
@@ -699,6 +707,20 @@ impl Sim {
                     self.now,
                     &[tag("snapsent"), id as u64, to, index, u64::from(installed)],
                     || format!("n{id}: snapshot {index} transfer to n{to} ended (installed: {installed})"),
+                );
+            }
+            Event::TransferAborted { to, term } => {
+                self.trace.record(
+                    self.now,
+                    &[tag("transfer-aborted"), id as u64, to, term],
+                    || format!("n{id}: transfer to n{to} abandoned in term {term}"),
+                );
+            }
+            Event::RemovedFromConfiguration { term, successor } => {
+                self.trace.record(
+                    self.now,
+                    &[tag("removed"), id as u64, term, successor.unwrap_or(0)],
+                    || format!("n{id} steps down, removed (successor {successor:?})"),
                 );
             }
             Event::UnknownSender { .. } | Event::InvalidInput { .. } => {
@@ -848,7 +870,7 @@ impl Sim {
         for e in entries {
             let node = &mut self.nodes[n];
             let applied = match e.kind {
-                EntryKind::Noop => {
+                EntryKind::Noop | EntryKind::Config => {
                     let _ = node.kv.apply_noop(e.index);
                     None
                 }
@@ -999,5 +1021,6 @@ fn describe(msg: &Message) -> String {
             "InstallSnapshotResponse term={} snapshot={}/{} {:?}",
             m.term, m.snapshot.term, m.snapshot.index, m.result
         ),
+        Message::TimeoutNow(m) => format!("TimeoutNow term={}", m.term),
     }
 }

@@ -8,7 +8,7 @@
 //! | `raft_identity` | `&str`: `format_version`, `cluster_id`, `node_id` | `u64` |
 //! | `raft_state` | `&str`: `term`, `vote`, `commit`, `log_floor` | `u64` |
 //! | `raft_snapshot` | `&str`: `current` | `(id, last_index, last_term, len)` |
-//! | `raft_snapshot_membership` | `&str`: `current` | `&[u8]`: see [`crate::codec`] |
+//! | `raft_snapshot_membership` | `&str`: `record` (`current` in files written before members carried data) | `&[u8]`: see [`crate::codec`] |
 //! | `raft_log` | index `u64` | `&[u8]`: see [`crate::codec`] |
 //! | `raft_snapshot_data` | `(snapshot id, byte offset)` | `&[u8]`, at most 1 MiB |
 //!

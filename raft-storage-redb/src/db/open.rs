@@ -152,9 +152,13 @@ impl Db {
             Err(e) => return Err(self.err("opening a table")(e.into())),
         };
         let op = "reading the snapshot's membership";
+        if let Some(v) = table.get("record").map_err(|e| self.err(op)(e.into()))? {
+            return crate::codec::decode_membership(v.value())
+                .ok_or_else(|| self.inconsistent(Inconsistency::BadMembership));
+        }
         match table.get("current").map_err(|e| self.err(op)(e.into()))? {
             None => Ok(Membership::default()),
-            Some(v) => crate::codec::decode_membership(v.value())
+            Some(v) => crate::codec::decode_membership_v1(v.value())
                 .ok_or_else(|| self.inconsistent(Inconsistency::BadMembership)),
         }
     }

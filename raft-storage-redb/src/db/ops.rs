@@ -160,8 +160,9 @@ impl Db {
                 .map_err(|e| f(e.into()))?;
             let encoded = crate::codec::encode_membership(&meta.membership);
             members
-                .insert("current", encoded.as_slice())
+                .insert("record", &encoded[..])
                 .map_err(|e| f(e.into()))?;
+            members.remove("current").map_err(|e| f(e.into()))?;
             view.snapshot = Some(SnapshotRecord {
                 id: incoming.id,
                 last: meta.last_id(),

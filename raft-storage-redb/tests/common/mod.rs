@@ -66,7 +66,7 @@ pub fn sample_store(dir: &Path) -> PathBuf {
     s.begin_snapshot(SnapshotMeta {
         last_index: 500,
         last_term: 1,
-        membership: raft_proto_core::Membership::voters([1, 2, 3]).into(),
+        membership: raft_proto_core::Membership::with_voters([1, 2, 3]).into(),
     })
     .expect("begin");
     for _ in 0..4 {

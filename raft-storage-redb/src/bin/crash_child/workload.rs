@@ -175,11 +175,17 @@ pub fn snapshot_meta(last_index: u64, last_term: u64) -> SnapshotMeta {
     SnapshotMeta {
         last_index,
         last_term,
-        membership: raft_proto_core::Membership {
-            voters: vec![1, 2, 3],
-            outgoing: Vec::new(),
-            learners: vec![4 + last_index % 7],
-        }
+        membership: raft_proto_core::Membership::new(
+            vec![1, 2, 3],
+            Vec::new(),
+            vec![4 + last_index % 7],
+            [(
+                4 + last_index % 7,
+                bytes::Bytes::from_static(b"127.0.0.1:7004"),
+            )]
+            .into(),
+        )
+        .expect("a valid membership")
         .into(),
     }
 }

@@ -1,0 +1,155 @@
+//! Membership changes on the leader (thesis chapter 4): one change at a time, through a joint
+//! configuration when more than one voter changes, left automatically once committed; a
+//! leader that is no longer a voter steps down once its removal is committed.
+//!
+//! Configurations take effect when appended (see `tracker.rs`), so "one at a time" means: no
+//! new change while the configuration in force is not committed or is joint. A change also
+//! waits until the leader has committed an entry of its own term: a leader elected under one
+//! configuration could otherwise append a change conflicting with an uncommitted one of an
+//! earlier leader that a later leader might still commit (the single-server-change bug found
+//! after the thesis; with joint consensus alone it is harmless, but the direct path for a
+//! single voter needs it).
+
+use std::sync::Arc;
+
+use crate::codec::encode_membership;
+use crate::io::{Event, Output, ProposeError};
+use crate::membership::{ChangeError, ChangeStep, Membership};
+use crate::message::{Message, TimeoutNow};
+use crate::node::RaftNode;
+use crate::types::{Entry, EntryKind, LogId, RequestId, Role, NO_NODE};
+
+impl RaftNode {
+    /// Tells the driver the configuration in force.
+    pub(crate) fn announce_membership(&self, out: &mut Vec<Output>) {
+        let (index, membership) = self.tracker.membership();
+        out.push(Output::MembershipChanged {
+            index,
+            membership: membership.clone(),
+        });
+    }
+
+    /// `Input::ChangeMembership`: checks the change and appends its configuration entry.
+    pub(crate) fn change_membership(
+        &mut self,
+        request: RequestId,
+        steps: &[ChangeStep],
+        out: &mut Vec<Output>,
+    ) {
+        match self.check_change(steps) {
+            Ok(membership) => {
+                let id = self.append_config(membership, out);
+                self.proposals.push_back((id, request));
+                out.push(Output::Proposed {
+                    request,
+                    result: Ok(id),
+                });
+            }
+            Err(e) => out.push(Output::Proposed {
+                request,
+                result: Err(e),
+            }),
+        }
+    }
+
+    fn check_change(&self, steps: &[ChangeStep]) -> Result<Membership, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader_hint(),
+            });
+        }
+        if let Some(t) = &self.transfer {
+            return Err(ProposeError::TransferInProgress { to: t.target() });
+        }
+        let (index, current) = self.tracker.membership();
+        let committed = self.log.committed();
+        if index > committed || current.is_joint() {
+            return Err(ChangeError::InProgress.into());
+        }
+        if self.log.term(committed) != Some(self.term) {
+            return Err(ChangeError::LeaderNotReady.into());
+        }
+        let next = current.changed(steps)?;
+        let last = self.log.last_index();
+        for step in steps {
+            if let ChangeStep::Promote { id } = step {
+                let matched = self
+                    .tracker
+                    .index_of(*id)
+                    .map_or(0, |i| self.tracker.pr(i).matched());
+                let behind = last.saturating_sub(matched);
+                let max = self.cfg.learner_catch_up_entries;
+                if behind > max {
+                    return Err(ChangeError::LearnerBehind {
+                        id: *id,
+                        behind,
+                        max,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Appends a configuration entry of the current term; it takes effect at once.
+    fn append_config(&mut self, membership: Membership, out: &mut Vec<Output>) -> LogId {
+        let id = LogId {
+            term: self.term,
+            index: self.log.last_index() + 1,
+        };
+        let entry = Entry {
+            term: id.term,
+            index: id.index,
+            kind: EntryKind::Config,
+            data: encode_membership(&membership),
+        };
+        self.uncommitted_bytes += entry.size();
+        self.log.push(entry.clone());
+        self.dur.push_entry(entry);
+        self.tracker.push_config(id.index, Arc::new(membership));
+        self.announce_membership(out);
+        id
+    }
+
+    /// On a leader, after the commit index moved: a committed joint configuration is left, and a
+    /// leader whose removal is committed steps down.
+    pub(crate) fn after_config_commit(&mut self, out: &mut Vec<Output>) {
+        let (index, current) = self.tracker.membership();
+        if index > self.log.committed() || !self.tracker.recorded() {
+            return;
+        }
+        if current.is_joint() {
+            let left = current.leave_joint();
+            self.append_config(left, out);
+            self.broadcast_append(false, out);
+            return;
+        }
+        if !self.tracker.i_vote() {
+            self.step_down_removed(out);
+        }
+    }
+
+    /// This leader is not a voter of the committed configuration: hand over to a voter that
+    /// holds the whole log, if there is one (it campaigns at once), and step down. Its
+    /// elections would never win anyway: voters ignore vote requests from non-voters.
+    fn step_down_removed(&mut self, out: &mut Vec<Output>) {
+        let last = self.log.last_index();
+        let successor = self
+            .tracker
+            .progress()
+            .iter()
+            .filter(|p| self.tracker.is_voter(p.id()) && p.matched() == last)
+            .min_by_key(|p| (p.silent_ticks(), p.id()))
+            .map(|p| p.id());
+        let term = self.term;
+        if let Some(to) = successor {
+            self.send(to, Message::TimeoutNow(TimeoutNow { term }), out);
+        }
+        out.push(Output::Event(Event::RemovedFromConfiguration {
+            term,
+            successor,
+        }));
+        self.become_follower(term, NO_NODE, out);
+    }
+}
