@@ -366,31 +366,21 @@ impl RaftNode {
         }
     }
 
-    /// Whether a message from `from` is heard at all. Leader messages are heard from anyone: a
-    /// node that sends them at a term was elected by a quorum, possibly of a configuration
-    /// this node has not seen yet, and its log brings that configuration. Vote requests count
-    /// only from voters of the configuration in force, so a removed node can neither raise
-    /// terms nor win; answers only from members.
-    fn hears(&self, from: NodeId, msg: &Message) -> bool {
-        if from == self.cfg.id || from == NO_NODE {
-            return false;
-        }
-        match msg {
-            Message::AppendEntries(_)
-            | Message::Heartbeat(_)
-            | Message::InstallSnapshot(_)
-            | Message::TimeoutNow(_) => true,
-            Message::RequestVote(_) => self.tracker.is_voter(from),
-            Message::RequestVoteResponse(_)
-            | Message::AppendEntriesResponse(_)
-            | Message::HeartbeatResponse(_)
-            | Message::InstallSnapshotResponse(_) => self.tracker.is_member(from),
-        }
+    /// Whether a message from `from` is heard at all: from any node but this one and id 0.
+    /// Requests are processed without consulting the configuration (thesis 4.1): a leader may
+    /// lead a configuration this node has not seen yet (its log brings it), and a lagging voter
+    /// must grant its vote to a candidate it does not know as a voter yet, or a cluster whose
+    /// configuration moved on while that voter lagged could not elect anyone. A removed node
+    /// cannot disrupt anyway: its log lacks the configuration that removed it, so it cannot
+    /// win, and the leader lease keeps members that hear a leader from raising their terms.
+    /// Only voters' answers count, in the tracker.
+    fn hears(&self, from: NodeId) -> bool {
+        from != self.cfg.id && from != NO_NODE
     }
 
     /// Applies the term rules common to every role, then dispatches by message kind.
     fn receive(&mut self, from: NodeId, msg: Message, out: &mut Vec<Output>) {
-        if !self.hears(from, &msg) {
+        if !self.hears(from) {
             out.push(Output::Event(Event::UnknownSender { from }));
             return;
         }
@@ -398,12 +388,12 @@ impl RaftNode {
         if mterm > self.term {
             match &msg {
                 Message::RequestVote(rv) => {
-                    // With CheckQuorum the leader holds a lease: a node that heard from it
-                    // within an election timeout ignores requests to replace it (pre-votes
-                    // included), unless the leader itself handed over (a transfer). Without
-                    // CheckQuorum, pre-votes are granted as in etcd.
-                    let in_lease = self.cfg.check_quorum
-                        && self.leader != NO_NODE
+                    // The leader holds a lease: a node that heard from it within an election
+                    // timeout ignores requests to replace it (pre-votes included), unless the
+                    // leader itself handed over (a transfer). This is what keeps a removed node
+                    // that missed its removal from raising the terms of members that still
+                    // count it as a voter (thesis 4.2.3), with or without CheckQuorum.
+                    let in_lease = self.leader != NO_NODE
                         && self.election_elapsed < self.cfg.election_timeout_ticks;
                     if in_lease && !rv.transfer {
                         return;
@@ -423,10 +413,12 @@ impl RaftNode {
             }
         } else if mterm < self.term {
             match &msg {
-                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_)
-                    if self.cfg.check_quorum || self.cfg.pre_vote =>
-                {
-                    // Tell the stale leader about the newer term so it steps down.
+                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_) => {
+                    // Tell the stale leader about the newer term so it steps down (Figure 2).
+                    // Always: a node whose term was raised by vote requests it cannot act on
+                    // (a learner, or a voter of a configuration that moved on without it) never
+                    // campaigns, so without this answer it and the stale leader would ignore
+                    // each other for good.
                     let term = self.term;
                     self.send(
                         from,

@@ -131,8 +131,8 @@ impl RaftNode {
     }
 
     /// This leader is not a voter of the committed configuration: hand over to a voter that
-    /// holds the whole log, if there is one (it campaigns at once), and step down. Its
-    /// elections would never win anyway: voters ignore vote requests from non-voters.
+    /// holds the whole log, if there is one (it campaigns at once), and step down. It never
+    /// campaigns again: a node that is not a voter of its configuration does not.
     fn step_down_removed(&mut self, out: &mut Vec<Output>) {
         let last = self.log.last_index();
         let successor = self

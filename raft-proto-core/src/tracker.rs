@@ -159,10 +159,6 @@ impl Tracker {
         self.voters.contains(self.me)
     }
 
-    pub(crate) fn is_member(&self, id: NodeId) -> bool {
-        self.membership().1.contains(id)
-    }
-
     /// Voters of both sets other than this node, sorted.
     pub(crate) fn other_voters(&self) -> SmallVec<[NodeId; 7]> {
         let me = self.me;
@@ -339,7 +335,7 @@ mod tests {
             .expect("change"));
         t.push_config(5, with4.clone());
         assert!(t.recorded());
-        assert!(t.is_member(4) && !t.is_voter(4));
+        assert!(t.membership().1.contains(4) && !t.is_voter(4));
         let promoted = arc(with4
             .changed(&[ChangeStep::Promote { id: 4 }])
             .expect("promote"));
@@ -349,7 +345,7 @@ mod tests {
         assert_eq!(**t.membership_at(4), *base);
         // Cutting the log at 9 takes the promotion away.
         assert!(t.truncate_from(9));
-        assert!(!t.is_voter(4) && t.is_member(4));
+        assert!(!t.is_voter(4) && t.membership().1.contains(4));
         assert!(!t.truncate_from(20), "nothing there");
         t.compact_to(6);
         assert_eq!(**t.membership_at(2), *with4, "folded into the base");

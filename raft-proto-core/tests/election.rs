@@ -290,16 +290,27 @@ fn any_message_with_a_higher_term_turns_a_leader_into_a_follower() {
         assert_eq!(written_hard_state(&outs).map(|h| h.term), Some(9), "{what}");
     }
 
-    // RequestVote is the exception under CheckQuorum (see the stickiness test); without it a
-    // higher-term vote request deposes the leader too.
-    let mut n = node(1, &[1, 2, 3], 2, &[1, 2], |c| c.check_quorum = false);
-    make_leader(&mut n, &[3]);
-    let outs = step_durably(&mut n, recv(2, request_vote(9, id(0, 0))));
-    assert_eq!((n.role(), n.term()), (Role::Follower, 9));
-    assert!(
-        votes_to(&outs, 2).iter().all(|r| !r.granted),
-        "its log is behind ours"
-    );
+    // RequestVote is the exception: a leader holds its lease (see the stickiness test), with
+    // or without CheckQuorum, unless the request follows a transfer it asked for.
+    for check_quorum in [true, false] {
+        let mut n = node(1, &[1, 2, 3], 2, &[1, 2], |c| c.check_quorum = check_quorum);
+        make_leader(&mut n, &[3]);
+        let outs = n.step(recv(2, request_vote(9, id(0, 0))));
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!((n.role(), n.term()), (Role::Leader, 3));
+        let transfer = Message::RequestVote(RequestVote {
+            term: 9,
+            pre_vote: false,
+            last_log: id(0, 0),
+            transfer: true,
+        });
+        let outs = step_durably(&mut n, recv(2, transfer));
+        assert_eq!((n.role(), n.term()), (Role::Follower, 9));
+        assert!(
+            votes_to(&outs, 2).iter().all(|r| !r.granted),
+            "its log is behind ours"
+        );
+    }
 }
 
 #[test]
@@ -635,9 +646,14 @@ fn follower_that_recently_heard_the_leader_ignores_higher_term_vote_requests() {
     assert!(votes_to(&outs, 3).iter().any(|r| r.granted));
     assert_eq!(f.hard_state(), hs(3, 3));
 
-    // Without CheckQuorum there is no lease: the same request is granted right away.
+    // Without CheckQuorum the lease holds as well (thesis 4.2.3: it is what keeps a removed
+    // node from disrupting members that still count it as a voter).
     let mut f = node(1, &[1, 2, 3], 2, &[1, 1, 2], |c| c.check_quorum = false);
     f.step(heartbeat());
+    assert!(f.step(recv(3, request_vote(3, id(3, 2)))).is_empty());
+    for _ in 0..10 {
+        f.step(Input::Tick);
+    }
     let outs = step_durably(&mut f, recv(3, request_vote(3, id(3, 2))));
     assert!(votes_to(&outs, 3).iter().any(|r| r.granted));
 }

@@ -227,7 +227,7 @@ struct Single {
     cfg: Config,
     issued: u64,
     pending: Vec<PersistWrite>,
-    /// Nodes that sent leader messages (answers may go to them, even if not members).
+    /// Nodes heard from (answers may go to them, even if not members).
     leaders_heard: Vec<NodeId>,
     hard_state: HardState,
     entries: Vec<Entry>,
@@ -281,14 +281,10 @@ impl Single {
 
     /// Steps the node and checks every output and the node's cursors.
     fn step(&mut self, input: Input) -> Result<(), String> {
-        // Messages go to members, or answer a sender of leader messages (which may lead a
-        // configuration this node has not seen yet).
-        if let Input::Receive { from, msg } = &input {
-            let leader_msg = matches!(
-                msg,
-                Message::AppendEntries(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_)
-            );
-            if leader_msg && *from > 1 && !self.leaders_heard.contains(from) {
+        // Messages go to members, or answer a node heard from (requests are processed whatever
+        // the configuration: the sender may belong to one this node has not seen yet).
+        if let Input::Receive { from, .. } = &input {
+            if *from > 1 && !self.leaders_heard.contains(from) {
                 self.leaders_heard.push(*from);
             }
         }

@@ -613,8 +613,9 @@ fn data_at(c: &Cluster, n: NodeId, i: Index) -> Option<(Term, Bytes)> {
 /// index 2. Returns the cluster with S1 leader of term 3, S2 holding S1's no-op (index 3) and
 /// S3 holding only up to index 2.
 fn figure8_stage_c() -> Cluster {
-    // Leases are off: this figure is about logs and terms only. One entry per AppendEntries,
-    // so that index 2 can reach S3 before index 3 does.
+    // This figure is about logs and terms only: voters that still hold a leader's lease are
+    // restarted before each election (a restart forgets the leader). One entry per
+    // AppendEntries, so that index 2 can reach S3 before index 3 does.
     let mut c = Cluster::with_config(5, 8, |cfg| {
         cfg.check_quorum = false;
         cfg.max_message_bytes = 1;
@@ -632,6 +633,8 @@ fn figure8_stage_c() -> Cluster {
     // (b) S1 crashes. S5 wins term 2 with the votes of S3 and S4, writes its no-op at index 2,
     // and crashes before sending it anywhere.
     partition(&mut c, &[&[3, 4, 5]]);
+    c.restart(3);
+    c.restart(4);
     c.fire_election(5);
     assert!(deliver_until(&mut c, |c| c.node(5).role() == Role::Leader));
     assert_eq!(c.node(5).term(), 2);
@@ -643,6 +646,8 @@ fn figure8_stage_c() -> Cluster {
     // (c) S1 restarts and, with S2 and S3, is elected leader of term 3 (S3 first tells it
     // about term 2, so the second attempt is the one that wins).
     c.restart(1);
+    c.restart(2);
+    c.restart(3);
     partition(&mut c, &[&[1, 2, 3]]);
     let mut attempts = 0;
     while c.node(1).role() != Role::Leader {
@@ -729,6 +734,9 @@ fn figure8_why_it_must_not_be_committed_a_later_leader_may_overwrite_it() {
     // (d) S1 crashes before the no-op of term 3 reaches S3. S5 comes back; its last entry
     // (2, term 2) beats S3's (2, term 1) and S4's (1, term 1), so it wins with their votes.
     partition(&mut c, &[&[2, 3, 4, 5]]);
+    for n in [3, 4, 5] {
+        c.restart(n);
+    }
     for _ in 0..300 {
         if c.node(5).role() == Role::Leader && c.node(5).term() > 2 {
             break;
