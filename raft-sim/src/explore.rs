@@ -39,6 +39,12 @@ pub struct ExploreSummary {
     pub undecided: u64,
     /// Slowest recovery after healing, in ticks.
     pub max_recovery_ticks: u64,
+    /// The seed of that slowest recovery.
+    pub slowest_seed: u64,
+    /// Runs with membership churn.
+    pub churn_runs: u64,
+    /// Configuration entries committed over all runs.
+    pub config_entries: u64,
 }
 
 /// The cluster size used for `seed`.
@@ -80,8 +86,15 @@ pub fn explore(cfg: &ExploreConfig, progress: &(dyn Fn(u64, &RunReport) + Sync))
                     sum.undecided += 1;
                 }
                 if let Some(t) = report.recovery_ticks {
-                    sum.max_recovery_ticks = sum.max_recovery_ticks.max(t);
+                    if t > sum.max_recovery_ticks {
+                        sum.max_recovery_ticks = t;
+                        sum.slowest_seed = report.seed;
+                    }
                 }
+                if report.faults.membership {
+                    sum.churn_runs += 1;
+                }
+                sum.config_entries += report.config_entries;
                 if !report.passed() {
                     stop.fetch_add(1, Ordering::Relaxed);
                     sum.failures.push(report);

@@ -19,6 +19,10 @@ pub struct FaultKinds {
     pub slow_disks: bool,
     /// Nodes tick at different rates.
     pub clock_drift: bool,
+    /// The membership changes while the cluster runs (learners added and promoted, voters and
+    /// leaders removed, through joint configurations or one voter at a time) and leadership
+    /// is transferred.
+    pub membership: bool,
 }
 
 impl FaultKinds {
@@ -31,6 +35,7 @@ impl FaultKinds {
         crashes: true,
         slow_disks: true,
         clock_drift: true,
+        membership: true,
     };
 
     /// No fault at all.
@@ -42,10 +47,11 @@ impl FaultKinds {
         crashes: false,
         slow_disks: false,
         clock_drift: false,
+        membership: false,
     };
 
     /// Names accepted by [`FaultKinds::parse`].
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "loss",
         "duplication",
         "reordering",
@@ -53,10 +59,13 @@ impl FaultKinds {
         "crashes",
         "slow-disks",
         "clock-drift",
+        "membership",
     ];
 
-    /// Swarm testing: each kind on with probability one half, decided by the seed.
-    pub fn swarm(rng: &mut SimRng) -> FaultKinds {
+    /// Swarm testing: each kind on with probability one half, decided by the seed; membership
+    /// churn as the caller drew it (from a stream of its own, so that seeds without churn run
+    /// exactly as before it existed).
+    pub fn swarm(rng: &mut SimRng, membership: bool) -> FaultKinds {
         FaultKinds {
             loss: rng.chance(0.5),
             duplication: rng.chance(0.5),
@@ -65,6 +74,7 @@ impl FaultKinds {
             crashes: rng.chance(0.5),
             slow_disks: rng.chance(0.5),
             clock_drift: rng.chance(0.5),
+            membership,
         }
     }
 
@@ -85,6 +95,7 @@ impl FaultKinds {
                 "crashes" => k.crashes = true,
                 "slow-disks" => k.slow_disks = true,
                 "clock-drift" => k.clock_drift = true,
+                "membership" => k.membership = true,
                 other => {
                     return Err(format!(
                         "unknown fault kind {other:?} (expected all, none, swarm or a list of: {})",
@@ -106,6 +117,7 @@ impl FaultKinds {
             self.crashes,
             self.slow_disks,
             self.clock_drift,
+            self.membership,
         ];
         let names: Vec<&str> = FaultKinds::NAMES
             .iter()

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use raft_proto_core::{Entry, HardState, Index, NodeId, RaftNode, Role, Term};
+use raft_proto_core::{Entry, EntryKind, HardState, Index, NodeId, RaftNode, Role, Term};
 
 /// A broken safety property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,14 @@ impl Invariants {
         self.committed.len() as Index
     }
 
+    /// Configuration entries in the committed prefix.
+    pub fn committed_configs(&self) -> u64 {
+        self.committed
+            .iter()
+            .filter(|e| e.kind == EntryKind::Config)
+            .count() as u64
+    }
+
     /// Records a violation found outside the checks of this module.
     pub fn report(&mut self, time: u64, property: &'static str, detail: String) {
         self.fail(time, property, detail);
@@ -161,9 +169,47 @@ impl Invariants {
             if self.nodes[n].was_leader_in != Some(term) {
                 self.nodes[n].was_leader_in = Some(term);
                 self.check_leader_completeness(time, raft);
+                if !raft.membership().1.is_voter(id) {
+                    let detail = format!("node {id} leads term {term} without being a voter");
+                    self.fail(time, "only voters lead", detail);
+                }
             }
+            self.check_leader_configuration(time, raft);
         }
         self.check_committed(time, n, raft);
+    }
+
+    /// Membership rules on a leader: it steps down once a configuration without it as a voter
+    /// is committed, and it never has two configuration changes in flight (at most one
+    /// configuration entry above its commit index; checked when its last entry is one).
+    fn check_leader_configuration(&mut self, time: u64, raft: &RaftNode) {
+        let (index, m) = raft.membership();
+        let commit = raft.commit_index();
+        if index <= commit && !m.is_joint() && !m.is_empty() && !m.is_voter(raft.id()) {
+            let detail = format!(
+                "node {} still leads term {} with its removal committed (configuration {m} at {index}, commit {commit})",
+                raft.id(),
+                raft.term()
+            );
+            self.fail(time, "a removed leader steps down", detail);
+        }
+        let last = raft.last_log_id().index;
+        if raft
+            .entry(last)
+            .is_some_and(|e| e.kind == EntryKind::Config)
+        {
+            let in_flight = (commit + 1..=last)
+                .filter(|&i| raft.entry(i).is_some_and(|e| e.kind == EntryKind::Config))
+                .count();
+            if in_flight > 1 {
+                let detail = format!(
+                    "node {} leads term {} with {in_flight} configuration entries above its commit index {commit}",
+                    raft.id(),
+                    raft.term()
+                );
+                self.fail(time, "one membership change at a time", detail);
+            }
+        }
     }
 
     /// Leader completeness (Figure 3): an entry committed in some term is in the log of every
@@ -385,33 +431,37 @@ impl Invariants {
         self.check_committed(time, n, raft);
     }
 
-    /// Electable completeness, a state invariant behind Leader Completeness: a node whose log
-    /// is at least as up to date as the logs of a quorum could win an election, so it must
-    /// already hold every committed entry. Checking it at every step exposes an unsafe commit
-    /// the moment it happens, without waiting for the node that would overwrite it to win.
-    pub fn check_electable_completeness(
-        &mut self,
-        time: u64,
-        quorum: usize,
-        nodes: &[Option<&RaftNode>],
-    ) {
+    /// Electable completeness, a state invariant behind Leader Completeness: a voter whose log
+    /// is at least as up to date as the logs of a quorum of its own configuration (both
+    /// majorities while joint) could win an election, so it must already hold every committed
+    /// entry. Checking it at every step exposes an unsafe commit the moment it happens, without
+    /// waiting for the node that would overwrite it to win.
+    pub fn check_electable_completeness(&mut self, time: u64, nodes: &[Option<&RaftNode>]) {
         let Some(last) = self.committed.last() else {
             return;
         };
         for a in nodes.iter().flatten() {
-            let mine = a.last_log_id();
-            let dominated = nodes
-                .iter()
-                .flatten()
-                .filter(|b| {
-                    let theirs = b.last_log_id();
-                    mine.term > theirs.term
-                        || (mine.term == theirs.term && mine.index >= theirs.index)
-                })
-                .count();
-            if dominated < quorum {
+            let m = a.membership().1;
+            if !m.is_voter(a.id()) {
                 continue;
             }
+            let mine = a.last_log_id();
+            let dominates = |b: &RaftNode| {
+                let theirs = b.last_log_id();
+                mine.term > theirs.term || (mine.term == theirs.term && mine.index >= theirs.index)
+            };
+            let quorum_of = |set: &[NodeId]| {
+                let dominated = nodes
+                    .iter()
+                    .flatten()
+                    .filter(|b| set.contains(&b.id()) && dominates(b))
+                    .count();
+                set.is_empty() || dominated > set.len() / 2
+            };
+            if !(quorum_of(m.voters()) && quorum_of(m.outgoing())) {
+                continue;
+            }
+            let dominated = nodes.iter().flatten().filter(|b| dominates(b)).count();
             if !holds(a, last) {
                 let detail = format!(
                     "node {} could win an election (its log is as up to date as {dominated} logs) but lacks committed entry {} (term {})",

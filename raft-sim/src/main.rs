@@ -218,8 +218,8 @@ fn run_one(seed: u64, nodes: u64, ticks: u64, faults: FaultChoice, trace: bool) 
         r.events
     );
     println!(
-        "highest term {} | {} entries committed | {} client ops ok, {} unknown | {} crashes",
-        r.max_term, r.committed, r.ops_ok, r.ops_unknown, r.crashes
+        "highest term {} | {} entries committed ({} configurations) | {} client ops ok, {} unknown | {} crashes",
+        r.max_term, r.committed, r.config_entries, r.ops_ok, r.ops_unknown, r.crashes
     );
     let verdict = r.verdict.as_ref().map_or("not checked", |v| v.label());
     let recovery = r
@@ -273,8 +273,12 @@ fn explore_many(cfg: ExploreConfig, progress: bool) -> ExitCode {
         sum.events as f64 / secs
     );
     println!(
-        "slowest recovery after healing: {} ticks; undecided histories: {}",
-        sum.max_recovery_ticks, sum.undecided
+        "slowest recovery after healing: {} ticks (seed {}); undecided histories: {}",
+        sum.max_recovery_ticks, sum.slowest_seed, sum.undecided
+    );
+    println!(
+        "membership churn in {} seeds: {} configuration entries committed",
+        sum.churn_runs, sum.config_entries
     );
     for r in &sum.failures {
         print_failure(r, cfg.ticks);

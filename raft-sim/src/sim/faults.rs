@@ -109,7 +109,7 @@ impl Sim {
         self.at(delay + down, Ev::Fault(Fault::Restart(n)));
     }
 
-    fn current_leader(&self) -> Option<usize> {
+    pub(super) fn current_leader(&self) -> Option<usize> {
         self.nodes
             .iter()
             .enumerate()

@@ -1,5 +1,6 @@
 //! The simulation engine: one thread, virtual time, one seed.
 
+mod churn;
 mod clients;
 mod faults;
 mod snapshots;
@@ -100,6 +101,8 @@ pub struct RunReport {
     pub max_term: u64,
     /// Entries committed.
     pub committed: u64,
+    /// Configuration entries among them.
+    pub config_entries: u64,
     /// Client operations that completed / whose outcome stayed unknown.
     pub ops_ok: usize,
     /// Operations with unknown outcome.
@@ -190,6 +193,8 @@ enum Ev {
     },
     ClientNext(usize),
     Fault(Fault),
+    /// The membership operator's next move.
+    Churn,
     Heal,
 }
 
@@ -257,6 +262,8 @@ pub struct Sim {
     recovered_at: Option<u64>,
     crashes: usize,
     stop_issuing: bool,
+    /// The membership operator, in runs with membership churn.
+    churn: Option<churn::Churn>,
 }
 
 impl Sim {
@@ -264,12 +271,25 @@ impl Sim {
     pub fn new(mut cfg: SimConfig) -> Self {
         cfg.nodes = cfg.nodes.clamp(1, 9);
         let mut rng = SimRng::new(cfg.seed);
+        // The swarm's draws happen whether the kinds come from it or are given, so that a
+        // swarm seed replays exactly with its kinds spelled out (as failure reports print
+        // them). Membership churn draws from a stream of its own (on in 40% of swarm seeds).
+        let mut churn_rng = SimRng::new(cfg.seed ^ 0x6368_7572_6E5F_7267);
+        let churn_drawn = churn_rng.chance(0.4);
+        let swarmed = FaultKinds::swarm(&mut rng, churn_drawn);
         let kinds = match cfg.faults {
             FaultChoice::Kinds(k) => k,
-            FaultChoice::Swarm => FaultKinds::swarm(&mut rng),
+            FaultChoice::Swarm => swarmed,
         };
         let n = cfg.nodes;
         let ids: Vec<u64> = (1..=n as u64).collect();
+        // With churn, fresh nodes that wait to join (no configuration) run from the start.
+        let mut churn = kinds
+            .membership
+            .then(|| churn::Churn::new(churn_rng, n))
+            .flatten();
+        let total = churn.as_ref().map_or(n, churn::Churn::total);
+        let all_ids: Vec<u64> = (1..=total as u64).collect();
         // Flow-control limits vary by seed too: tiny messages split a log tail across several
         // appends, which is where commit rules are tested hardest.
         let max_message_bytes = [64, 512, 4 << 10][rng.index(3)];
@@ -295,9 +315,19 @@ impl Sim {
                 [32, 300, 64 << 10][rng.index(3)],
             )
         });
-        let mut nodes = Vec::with_capacity(n);
-        for &id in &ids {
-            let mut c = Config::new(id, ids.clone());
+        let mut nodes = Vec::with_capacity(total);
+        for &id in &all_ids {
+            let initial = if id <= n as u64 {
+                ids.clone()
+            } else {
+                Vec::new()
+            };
+            let mut c = Config::new(id, initial);
+            c.voter_data = ids
+                .iter()
+                .filter(|_| id <= n as u64)
+                .map(|&v| (v, Bytes::from(format!("n{v}"))))
+                .collect();
             c.seed = cfg.seed.wrapping_mul(31).wrapping_add(id);
             c.max_message_bytes = max_message_bytes;
             c.max_inflight_messages = max_inflight;
@@ -337,7 +367,7 @@ impl Sim {
                 reported_seq: 0,
             });
         }
-        let net = Network::new(n, kinds, &mut rng);
+        let net = Network::new(total, kinds, &mut rng);
         let clients = (0..cfg.clients)
             .map(|c| Client::new(c as u64 + 1, cfg.keys, rng.index(n)))
             .collect();
@@ -351,7 +381,7 @@ impl Sim {
             net,
             clients,
             history: Vec::new(),
-            check: Invariants::new(n),
+            check: Invariants::new(total),
             trace: Trace::new(cfg.trace),
             out: Vec::with_capacity(64),
             events: 0,
@@ -360,9 +390,15 @@ impl Sim {
             recovered_at: None,
             crashes: 0,
             stop_issuing: false,
+            churn: None,
             cfg,
         };
-        for i in 0..n {
+        if let Some(c) = churn.as_mut() {
+            let first = c.first_delay();
+            sim.at(first, Ev::Churn);
+        }
+        sim.churn = churn;
+        for i in 0..total {
             let first = sim.rng.range(1, sim.nodes[i].tick_period);
             sim.at(first, Ev::Tick(i, 0));
         }
@@ -373,7 +409,7 @@ impl Sim {
         let duration = sim.cfg.ticks * TICK_US;
         let schedule = match sim.cfg.schedule.clone() {
             Some(s) => s,
-            None => FaultSchedule::random(&mut sim.rng, kinds, n, duration, TICK_US),
+            None => FaultSchedule::random(&mut sim.rng, kinds, total, duration, TICK_US),
         };
         for (t, f) in schedule.events {
             if t < duration {
@@ -488,6 +524,7 @@ impl Sim {
                 .max()
                 .unwrap_or(0),
             committed: self.check.committed_len(),
+            config_entries: self.check.committed_configs(),
             ops_ok: self.history.len() - ops_unknown,
             ops_unknown,
             crashes: self.crashes,
@@ -580,6 +617,7 @@ impl Sim {
             } => self.client_resend(client, seq, attempt),
             Ev::ClientNext(c) => self.client_next(c),
             Ev::Fault(f) => self.fault(f),
+            Ev::Churn => self.churn_step(),
             Ev::Heal => self.heal(),
         }
     }
@@ -600,9 +638,8 @@ impl Sim {
         for (slot, node) in up.iter_mut().zip(&self.nodes) {
             *slot = node.raft.as_ref();
         }
-        let quorum = self.nodes.len() / 2 + 1;
         self.check
-            .check_electable_completeness(self.now, quorum, &up[..self.nodes.len()]);
+            .check_electable_completeness(self.now, &up[..self.nodes.len()]);
         self.check
             .check_last_entry_matches(self.now, n, &up[..self.nodes.len()]);
     }
@@ -667,7 +704,13 @@ impl Sim {
                         format!("n{id}: configuration {membership} in force from {index}")
                     });
             }
-            Output::Transferring { .. } => {}
+            Output::Transferring { request, result } => {
+                let id = n + 1;
+                self.trace
+                    .record(self.now, &[tag("transferring"), id as u64, request], || {
+                        format!("n{id}: transfer {result:?}")
+                    });
+            }
             Output::Event(e) => self.event(n, e),
         }
     }
@@ -893,6 +936,14 @@ impl Sim {
     }
 
     fn proposed(&mut self, n: usize, request: u64, result: Result<LogId, ProposeError>) {
+        if request > churn::CHURN_REQUEST_BASE {
+            let id = n + 1;
+            self.trace
+                .record(self.now, &[tag("changed"), id as u64, request], || {
+                    format!("n{id}: membership change {result:?}")
+                });
+            return;
+        }
         let Some((client, seq)) = self.nodes[n].requests.remove(&request) else {
             return;
         };
