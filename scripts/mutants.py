@@ -69,6 +69,26 @@ MUTANTS = {
     "snapshot-beyond-applied": ("snapshot.rs",
         "let index = self.log.applying();",
         "let index = self.log.committed();"),
+    # Membership changes.
+    "joint-commits-by-new-set-alone": ("quorum.rs",
+        "Some(o) => a.min(o.committed_index(acked)),",
+        "Some(_) => a,"),
+    "removed-leader-keeps-leading": ("reconfig.rs",
+        "            self.step_down_removed(out);\n",
+        ""),
+    "learner-vote-counted": [
+        ("tracker.rs",
+         "let mut ids = self.voters.ids();",
+         "let mut ids: SmallVec<[NodeId; 7]> =\n            self.configs.latest().1.members().into_iter().collect();"),
+        ("tracker.rs",
+         """        self.voters
+            .vote_result(""",
+         """        JointConfig::simple(self.configs.latest().1.members())
+            .vote_result("""),
+    ],
+    "two-changes-in-flight": ("reconfig.rs",
+        "if index > committed || current.is_joint() {",
+        "if false && (index > committed || current.is_joint()) {"),
 }
 
 def patch(name):
