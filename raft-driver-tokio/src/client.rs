@@ -7,17 +7,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_proto_core::Index;
+use raft_proto_core::{Index, NodeId, Term};
 use tokio::time::Instant;
 
 use crate::frame::{send_only_frame, FrameReader};
 use crate::protocol::{
-    decode_response, encode_request, ClientRequest, ClientResponse, NodeStatus, ProtocolError,
-    SnapshotDone, MAX_CLIENT_FRAME,
+    decode_response, encode_request, ClientRequest, ClientResponse, MemberChange, MembershipReport,
+    NodeStatus, ProtocolError, SnapshotDone, MAX_CLIENT_FRAME,
 };
 use crate::tls::{self, Identity, TlsError};
 
@@ -85,6 +86,10 @@ pub enum ClientError {
     /// A node answered with a response that does not fit the request.
     #[error("unexpected answer from {0}")]
     Unexpected(SocketAddr),
+    /// A node may have acted on the request but could not say how it ended (it stopped leading,
+    /// or an attempt went unanswered); check the cluster's state before retrying.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The deadline passed; `last` is the last problem seen. The request may have been applied.
     #[error("no answer within {after:?} (last problem: {last})")]
     Timeout {
@@ -104,6 +109,9 @@ struct Inner {
     attempt_timeout: Duration,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     leader: Mutex<Option<SocketAddr>>,
+    /// Nodes that failed lately (unreachable, no answer), with when they may be tried again
+    /// before the others.
+    suspects: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 /// A connection pool to one cluster. Clones share connections.
@@ -116,6 +124,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(25);
 /// Redirects followed without a pause.
 const MAX_QUICK_REDIRECTS: u32 = 3;
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long a node that failed is tried only after the others.
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
 impl Client {
     /// Opens a local QUIC endpoint (inside a tokio runtime). Connects lazily.
@@ -139,6 +149,7 @@ impl Client {
                 attempt_timeout: options.attempt_timeout.max(Duration::from_millis(1)),
                 conns: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
+                suspects: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -160,13 +171,63 @@ impl Client {
     /// once (the KV commands carry a client id and sequence number).
     pub async fn request(&self, command: Bytes) -> Result<(Index, Bytes), ClientError> {
         let request = ClientRequest::Propose { command };
+        match self
+            .at_leader(&request, true, self.inner.attempt_timeout)
+            .await?
+        {
+            (_, ClientResponse::Applied { index, response }) => Ok((index, response)),
+            (addr, _) => Err(ClientError::Unexpected(addr)),
+        }
+    }
+
+    /// Changes the cluster's membership at its leader and returns the configuration once the
+    /// change is done. Not retried once a node may have received it: an answer that the outcome
+    /// is unknown comes back as [`ClientError::OutcomeUnknown`].
+    pub async fn change_membership(
+        &self,
+        steps: Vec<MemberChange>,
+    ) -> Result<MembershipReport, ClientError> {
+        let request = ClientRequest::ChangeMembership { steps };
+        match self.at_leader(&request, false, self.slow_attempt()).await? {
+            (_, ClientResponse::Membership(m)) => Ok(m),
+            (addr, _) => Err(ClientError::Unexpected(addr)),
+        }
+    }
+
+    /// Hands leadership over to voter `to` (or the most caught-up voter) and returns the new
+    /// leader and its term once it leads.
+    pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<(NodeId, Term), ClientError> {
+        let request = ClientRequest::TransferLeader { to };
+        match self.at_leader(&request, false, self.slow_attempt()).await? {
+            (_, ClientResponse::Transferred { leader, term }) => Ok((leader, term)),
+            (addr, _) => Err(ClientError::Unexpected(addr)),
+        }
+    }
+
+    /// Per-node wait for requests that take a commit round or an election.
+    fn slow_attempt(&self) -> Duration {
+        self.inner.attempt_timeout.max(Duration::from_secs(3))
+    }
+
+    /// Sends `request` to the leader, following redirects and moving on from nodes that fail,
+    /// until a conclusive answer or the deadline. `retry_unknown`: whether an answer that the
+    /// outcome is unknown may be retried (the request is idempotent).
+    async fn at_leader(
+        &self,
+        request: &ClientRequest,
+        retry_unknown: bool,
+        attempt_timeout: Duration,
+    ) -> Result<(SocketAddr, ClientResponse), ClientError> {
         let deadline = Instant::now() + self.inner.timeout;
         let nodes = &self.inner.nodes;
         let mut target = self.leader().unwrap_or(nodes[0]);
         let mut next = 0usize;
         let mut backoff = BACKOFF_MIN;
         let mut redirects = 0;
+        let mut slow_redirects = 0u32;
         let mut last = String::from("none");
+        // Whether an earlier attempt may have reached a node that acted on it.
+        let mut maybe_delivered = false;
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -175,27 +236,28 @@ impl Client {
                     last,
                 });
             }
-            let attempt_deadline = (now + self.inner.attempt_timeout).min(deadline);
-            let attempt = tokio::time::timeout_at(attempt_deadline, self.call(target, &request));
+            let attempt_deadline = (now + attempt_timeout).min(deadline);
+            let sending = AtomicBool::new(false);
+            let attempt = tokio::time::timeout_at(
+                attempt_deadline,
+                self.call_tracked(target, request, &sending),
+            );
             let pause = match attempt.await {
                 Err(_) => {
                     // The node may be dead without having closed the connection.
                     self.forget(target);
-                    last = format!(
-                        "{target} did not answer within {:?}",
-                        self.inner.attempt_timeout
-                    );
+                    self.suspect(target);
+                    maybe_delivered |= sending.load(Ordering::Relaxed);
+                    last = format!("{target} did not answer within {attempt_timeout:?}");
                     true
                 }
-                Ok(Ok(ClientResponse::Applied { index, response })) => {
-                    self.set_leader(Some(target));
-                    return Ok((index, response));
-                }
                 Ok(Ok(ClientResponse::Rejected { reason })) => {
-                    return Err(ClientError::Rejected(reason))
-                }
-                Ok(Ok(ClientResponse::Status(_) | ClientResponse::Snapshot(_))) => {
-                    return Err(ClientError::Unexpected(target))
+                    if maybe_delivered && !retry_unknown {
+                        return Err(ClientError::OutcomeUnknown(format!(
+                            "an earlier attempt got no answer ({last}), and a later one was refused: {reason}"
+                        )));
+                    }
+                    return Err(ClientError::Rejected(reason));
                 }
                 Ok(Ok(ClientResponse::NotLeader {
                     leader,
@@ -210,7 +272,19 @@ impl Client {
                             target = addr;
                             continue;
                         }
+                        // After a pause, every other time: the hint may name a node this
+                        // client was not given (one added since), and stale hints must not
+                        // keep it from the others.
+                        Some(addr) if addr != target && slow_redirects.is_multiple_of(2) => {
+                            slow_redirects += 1;
+                            last = format!("{target} names {addr} as the leader's address");
+                            target = addr;
+                            redirects = 0;
+                            self.pause(&mut backoff, deadline).await;
+                            continue;
+                        }
                         _ => {
+                            slow_redirects += 1;
                             last = match leader {
                                 Some(l) => format!("{target} names node {l} as leader"),
                                 None => format!("{target} knows no leader"),
@@ -220,11 +294,23 @@ impl Client {
                     }
                 }
                 Ok(Ok(ClientResponse::Unknown { reason })) => {
+                    if !retry_unknown {
+                        return Err(ClientError::OutcomeUnknown(format!("{target}: {reason}")));
+                    }
                     last = format!("{target}: {reason}");
                     true
                 }
-                Ok(Err(e)) => {
+                Ok(Ok(answer)) => {
+                    self.set_leader(Some(target));
+                    if let Ok(mut s) = self.inner.suspects.lock() {
+                        s.remove(&target);
+                    }
+                    return Ok((target, answer));
+                }
+                Ok(Err((e, sent))) => {
                     self.forget(target);
+                    self.suspect(target);
+                    maybe_delivered |= sent;
                     last = e.to_string();
                     true
                 }
@@ -232,13 +318,46 @@ impl Client {
             if pause {
                 redirects = 0;
                 self.set_leader(None);
-                target = nodes[next % nodes.len()];
-                next += 1;
-                let wake = (Instant::now() + backoff).min(deadline);
-                tokio::time::sleep_until(wake).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                target = self.next_node(&mut next, target);
+                self.pause(&mut backoff, deadline).await;
             }
         }
+    }
+
+    /// The next node to try after `failed`, from position `next` of the list: one that did not
+    /// fail lately, if there is one.
+    fn next_node(&self, next: &mut usize, failed: SocketAddr) -> SocketAddr {
+        let nodes = &self.inner.nodes;
+        let now = Instant::now();
+        let suspects = self.inner.suspects.lock().ok();
+        let healthy = |a: &SocketAddr| {
+            *a != failed
+                && suspects
+                    .as_ref()
+                    .is_none_or(|s| s.get(a).is_none_or(|until| *until <= now))
+        };
+        for _ in 0..nodes.len() {
+            let a = nodes[*next % nodes.len()];
+            *next += 1;
+            if healthy(&a) {
+                return a;
+            }
+        }
+        let a = nodes[*next % nodes.len()];
+        *next += 1;
+        a
+    }
+
+    fn suspect(&self, addr: SocketAddr) {
+        if let Ok(mut s) = self.inner.suspects.lock() {
+            s.insert(addr, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    async fn pause(&self, backoff: &mut Duration, deadline: Instant) {
+        let wake = (Instant::now() + *backoff).min(deadline);
+        tokio::time::sleep_until(wake).await;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
     }
 
     /// Asks the node at `addr` for its status (one attempt).
@@ -284,21 +403,39 @@ impl Client {
         addr: SocketAddr,
         request: &ClientRequest,
     ) -> Result<ClientResponse, ClientError> {
+        let sending = AtomicBool::new(false);
+        self.call_tracked(addr, request, &sending)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// Like [`Client::call`]; a failure also says whether the request may have been sent, and
+    /// `sending` is set once it may have been (it outlives a call abandoned on a timeout).
+    async fn call_tracked(
+        &self,
+        addr: SocketAddr,
+        request: &ClientRequest,
+        sending: &AtomicBool,
+    ) -> Result<ClientResponse, (ClientError, bool)> {
         let node_err = |reason: String| ClientError::Node { addr, reason };
-        let conn = self.connection(addr).await?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| node_err(e.to_string()))?;
+        let conn = self.connection(addr).await.map_err(|e| (e, false))?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| (node_err(e.to_string()), false))?;
         let body = encode_request(self.inner.cluster_id, request);
+        sending.store(true, Ordering::Relaxed);
         send_only_frame(&mut send, body)
             .await
-            .map_err(|e| node_err(e.to_string()))?;
+            .map_err(|e| (node_err(e.to_string()), true))?;
         let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
         let frame = reader
             .next(&mut recv)
             .await
-            .map_err(|e| node_err(e.to_string()))?
-            .ok_or_else(|| node_err("stream closed without an answer".into()))?;
+            .map_err(|e| (node_err(e.to_string()), true))?
+            .ok_or_else(|| (node_err("stream closed without an answer".into()), true))?;
         decode_response(self.inner.cluster_id, frame)
-            .map_err(|source| ClientError::Protocol { addr, source })
+            .map_err(|source| (ClientError::Protocol { addr, source }, true))
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {

@@ -6,6 +6,7 @@
 //! data_dir = "data/node-1"
 //! listen = "127.0.0.1:7001"      # optional: defaults to this node's address below
 //! metrics = "127.0.0.1:9101"     # optional: Prometheus endpoint
+//! join = false                   # optional: true to join a running cluster (see below)
 //!
 //! [tls]
 //! ca = "certs/ca.pem"
@@ -36,6 +37,13 @@
 //! chunk_bytes = 1048576          # snapshot bytes per message to a follower
 //! ```
 //!
+//! A new cluster's nodes list every initial voter under `[[peers]]`, themselves included; the
+//! addresses are recorded in the log with the initial configuration, and from then on the
+//! configuration in the log says where members are. A node started with `join = true` and
+//! an empty data directory joins a running cluster instead: it needs `listen`, its
+//! `[[peers]]` are some current members (to answer the leader before it learned the
+//! configuration), and it waits until `raftkv member add-learner` adds it.
+//!
 //! Every field can also come from elsewhere (the `raftkv serve` flags and environment
 //! variables fill a [`RawConfig`] the same way and are merged over the file's).
 
@@ -63,6 +71,8 @@ pub struct RawConfig {
     pub listen: Option<SocketAddr>,
     /// Prometheus endpoint address.
     pub metrics: Option<SocketAddr>,
+    /// Join a running cluster instead of forming a new one.
+    pub join: Option<bool>,
     /// TLS files.
     #[serde(default)]
     pub tls: RawTls,
@@ -142,9 +152,11 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Prometheus endpoint.
     pub metrics: Option<SocketAddr>,
+    /// Whether the node joins a running cluster (`peers` are then members to contact).
+    pub join: bool,
     /// TLS files (checked to exist).
     pub tls: TlsFiles,
-    /// Every voter with its address.
+    /// Every initial voter with its address (with `join`: some members of the cluster).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// Tick length.
     pub tick: Duration,
@@ -229,7 +241,7 @@ pub enum ConfigError {
         addr: SocketAddr,
     },
     /// This node is not in the peer list.
-    #[error("node {0} is not in the peer list (peers: {1:?})")]
+    #[error("node {0} is not in the peer list (peers: {1:?}); to join a running cluster, set `join = true` (or --join) and `listen`")]
     UnknownSelf(NodeId, Vec<NodeId>),
     /// A TLS file does not exist.
     #[error("{what} file {path} does not exist")]
@@ -271,6 +283,7 @@ impl RawConfig {
         pick(&mut self.data_dir, over.data_dir);
         pick(&mut self.listen, over.listen);
         pick(&mut self.metrics, over.metrics);
+        pick(&mut self.join, over.join);
         pick(&mut self.tls.ca, over.tls.ca);
         pick(&mut self.tls.cert, over.tls.cert);
         pick(&mut self.tls.key, over.tls.key);
@@ -329,12 +342,24 @@ impl RawConfig {
                 });
             }
         }
-        let Some(&own) = peers.get(&node_id) else {
+        let join = self.join.unwrap_or(false);
+        let listen = match (peers.get(&node_id), self.listen) {
+            (_, Some(listen)) => listen,
+            (Some(&own), None) => own,
+            (None, None) if join => return Err(ConfigError::Missing("listen")),
+            (None, None) => {
+                return Err(ConfigError::UnknownSelf(
+                    node_id,
+                    peers.keys().copied().collect(),
+                ))
+            }
+        };
+        if !join && !peers.contains_key(&node_id) {
             return Err(ConfigError::UnknownSelf(
                 node_id,
                 peers.keys().copied().collect(),
             ));
-        };
+        }
         let tls = TlsFiles {
             ca: self.tls.ca.ok_or(ConfigError::Missing("tls.ca"))?,
             cert: self.tls.cert.ok_or(ConfigError::Missing("tls.cert"))?,
@@ -394,8 +419,9 @@ impl RawConfig {
             node_id,
             cluster_id,
             data_dir,
-            listen: self.listen.unwrap_or(own),
+            listen,
             metrics: self.metrics,
+            join,
             tls,
             peers,
             tick: Duration::from_millis(tick_ms),
@@ -414,6 +440,7 @@ impl NodeConfig {
         let mut o =
             crate::NodeOptions::new(self.node_id, self.cluster_id, self.peers.clone(), identity);
         o.listen = self.listen;
+        o.join = self.join;
         o.tick = self.tick;
         o.raft.election_timeout_ticks = self.election_timeout_ticks;
         o.raft.heartbeat_interval_ticks = self.heartbeat_ticks;
@@ -434,6 +461,9 @@ impl NodeConfig {
         );
         if let Some(m) = self.metrics {
             s += &format!("metrics = \"{m}\"\n");
+        }
+        if self.join {
+            s += "join = true\n";
         }
         s += &format!(
             "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
@@ -530,6 +560,29 @@ mod tests {
             "addr",
         );
         check(base + "[raft]\nheartbeat_ticks = 10\n", "heartbeat");
+    }
+
+    #[test]
+    fn a_joining_node_needs_its_listen_address_not_its_own_peer_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = sample(dir.path()).replace("node_id = 2", "node_id = 4");
+        let err = RawConfig::from_toml(&format!("join = true\n{base}"))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let cfg =
+            RawConfig::from_toml(&format!("join = true\nlisten = \"127.0.0.1:7004\"\n{base}"))
+                .unwrap()
+                .validate()
+                .unwrap();
+        assert!(cfg.join);
+        assert_eq!(cfg.listen, "127.0.0.1:7004".parse().unwrap());
+        let again = RawConfig::from_toml(&cfg.to_toml())
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(again.join);
     }
 
     #[test]

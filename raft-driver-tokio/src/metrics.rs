@@ -38,6 +38,13 @@ pub struct NodeMetrics {
     pub(crate) snapshots_installed: Counter,
     pub(crate) log_entries_kept: Gauge,
     pub(crate) log_bytes_in_memory: Gauge,
+    pub(crate) voters: Gauge,
+    pub(crate) learners: Gauge,
+    pub(crate) joint: Gauge,
+    pub(crate) membership_index: Gauge,
+    pub(crate) membership_changes: Counter,
+    pub(crate) transfers: Counter,
+    pub(crate) transfers_aborted: Counter,
 }
 
 impl NodeMetrics {
@@ -72,6 +79,13 @@ impl NodeMetrics {
             snapshots_installed: counter!("raft_snapshots_installed_total", &l),
             log_entries_kept: gauge!("raft_log_entries", &l),
             log_bytes_in_memory: gauge!("raft_log_memory_bytes", &l),
+            voters: gauge!("raft_voters", &l),
+            learners: gauge!("raft_learners", &l),
+            joint: gauge!("raft_membership_joint", &l),
+            membership_index: gauge!("raft_membership_index", &l),
+            membership_changes: counter!("raft_membership_changes_total", &l),
+            transfers: counter!("raft_leadership_transfers_total", &l),
+            transfers_aborted: counter!("raft_leadership_transfers_aborted_total", &l),
             node,
         }
     }

@@ -183,6 +183,7 @@ async fn another_cas_certificates_cannot_join_or_send() {
         data_dir: other.path().join("data"),
         listen: cluster.addrs[&victim],
         metrics: None,
+        join: false,
         tls: TlsFiles::for_node(other.path(), victim),
         peers: cluster.addrs.clone(),
         tick: Duration::from_millis(common::TICK_MS),

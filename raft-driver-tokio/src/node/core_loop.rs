@@ -5,7 +5,7 @@
 //! proposals are grouped into one `ProposeBatch`), then routes all the outputs: messages to the
 //! per-peer senders, writes to the storage thread, committed entries to the apply task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +18,14 @@ use raft_proto_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply_task::{ApplyMsg, Reply};
+use super::reconfig::{self, Reconfig};
 use super::snapshots::SnapshotInfo;
 use super::storage_task::{StorageOp, StorageStats};
 use crate::metrics::NodeMetrics;
 use crate::protocol::{
     ClientResponse, NodeStatus, PeerReport, SnapshotDone, SnapshotReport, SnapshotSending,
 };
-use crate::transport::PeerLinks;
+use crate::transport::{AddressBook, PeerLinks};
 
 /// Everything the consensus loop reacts to.
 pub(crate) enum CoreEvent {
@@ -32,6 +33,18 @@ pub(crate) enum CoreEvent {
     Peer { from: NodeId, msg: Message },
     /// A client command to replicate.
     Propose { command: Bytes, reply: Reply },
+    /// An authenticated peer spoke from `addr`.
+    PeerSeen {
+        id: NodeId,
+        addr: std::net::SocketAddr,
+    },
+    /// A client asks for a membership change.
+    ChangeMembership {
+        steps: Vec<crate::protocol::MemberChange>,
+        reply: Reply,
+    },
+    /// A client asks for leadership to move.
+    TransferLeader { to: Option<NodeId>, reply: Reply },
     /// Writes up to `seq` are durable.
     Persisted { seq: u64 },
     /// Entries up to `index` were applied.
@@ -80,7 +93,7 @@ pub(crate) struct CoreLoop {
     pub storage: mpsc::UnboundedSender<StorageOp>,
     pub apply: mpsc::UnboundedSender<ApplyMsg>,
     pub peers: PeerLinks,
-    pub addrs: BTreeMap<NodeId, String>,
+    pub book: AddressBook,
     pub tick: Duration,
     pub metrics: NodeMetrics,
     pub storage_stats: Arc<StorageStats>,
@@ -109,6 +122,7 @@ struct State {
     ticks: u64,
     exit: Option<Exit>,
     snapshots: SnapshotInfo,
+    reconfig: Reconfig,
 }
 
 impl CoreLoop {
@@ -125,7 +139,11 @@ impl CoreLoop {
             ticks: 0,
             exit: None,
             snapshots: SnapshotInfo::recovered(self.initial_snapshot.0, self.initial_snapshot.1),
+            reconfig: Reconfig::new(
+                self.tick * 2 * self.node.config().election_timeout_ticks.max(1),
+            ),
         };
+        self.membership_gauges();
         loop {
             tokio::select! {
                 // Ticks first: a loop kept busy by events must still send heartbeats and run
@@ -160,6 +178,7 @@ impl CoreLoop {
                         reason: "the node is shutting down".into(),
                     });
                 }
+                st.reconfig.shutdown();
                 return exit;
             }
         }
@@ -182,6 +201,32 @@ impl CoreLoop {
             CoreEvent::Status { reply } => {
                 let _ = reply.send(self.status(st));
                 return;
+            }
+            CoreEvent::PeerSeen { id, addr } => {
+                if self.book.learn(id, addr) {
+                    tracing::info!(node = self.node.id(), peer = id, %addr, "peer heard from");
+                    self.peers.set_peers(&self.book.links());
+                }
+                return;
+            }
+            CoreEvent::ChangeMembership { steps, reply } => {
+                let steps = match reconfig::core_steps(steps) {
+                    Ok(steps) => steps,
+                    Err(reason) => {
+                        let _ = reply.send(ClientResponse::Rejected { reason });
+                        return;
+                    }
+                };
+                let request = st.next_request;
+                st.next_request += 1;
+                st.reconfig.asked_change(request, reply);
+                Input::ChangeMembership { request, steps }
+            }
+            CoreEvent::TransferLeader { to, reply } => {
+                let request = st.next_request;
+                st.next_request += 1;
+                st.reconfig.asked_transfer(request, reply);
+                Input::TransferLeadership { request, to }
             }
             CoreEvent::StorageFailed(reason) => {
                 st.exit = Some(Exit::StorageFailed(reason));
@@ -266,9 +311,22 @@ impl CoreLoop {
             match out {
                 Output::Send { to, msg } => self.peers.send(to, msg, &self.metrics),
                 Output::MembershipChanged { index, membership } => {
-                    tracing::info!(index, %membership, "configuration in force");
+                    tracing::info!(node = self.node.id(), index, %membership, "configuration in force");
+                    self.book.set_membership(&membership);
+                    self.peers.set_peers(&self.book.links());
+                    self.metrics.membership_changes.increment(1);
+                    self.membership_gauges();
                 }
-                Output::Transferring { .. } => {}
+                Output::Transferring { request, result } => {
+                    if let Ok(to) = result {
+                        if to != self.node.id() {
+                            self.metrics.transfers.increment(1);
+                            tracing::info!(node = self.node.id(), to, "transferring leadership");
+                        }
+                    }
+                    st.reconfig
+                        .transferring(&self.node, request, result, &self.book);
+                }
                 Output::Persist(w) => self.send_storage(StorageOp::Write(w), st),
                 Output::FetchEntries {
                     to,
@@ -293,6 +351,7 @@ impl CoreLoop {
                 }
                 Output::Proposed { request, result } => {
                     let Some((reply, received)) = st.waiting.remove(&request) else {
+                        st.reconfig.proposed(request, &result, &self.book);
                         continue;
                     };
                     match result {
@@ -309,10 +368,12 @@ impl CoreLoop {
                             }
                         }
                         Err(ProposeError::NotLeader { leader_hint }) => {
-                            let _ = reply.send(ClientResponse::NotLeader {
-                                leader: leader_hint,
-                                leader_addr: leader_hint.and_then(|l| self.addrs.get(&l).cloned()),
-                            });
+                            let _ = reply.send(reconfig::not_leader(leader_hint, &self.book));
+                        }
+                        // Sent on to the node taking over: by the time the client gets
+                        // there it leads, or soon will.
+                        Err(ProposeError::TransferInProgress { to }) => {
+                            let _ = reply.send(reconfig::not_leader(Some(to), &self.book));
                         }
                         Err(e) => {
                             self.metrics.proposals_rejected.increment(1);
@@ -382,6 +443,7 @@ impl CoreLoop {
             }
         }
         st.outputs = outputs;
+        st.reconfig.check(&self.node);
         self.metrics
             .commit_index
             .set(self.node.commit_index() as f64);
@@ -409,6 +471,9 @@ impl CoreLoop {
                     .set(if role == Role::Leader { 1.0 } else { 0.0 });
             }
             Event::LeaderChanged { leader, term } => {
+                if self.book.set_leader(leader) {
+                    self.peers.set_peers(&self.book.links());
+                }
                 st.leader_changes += 1;
                 self.metrics.leader_changes.increment(1);
                 self.metrics.term.set(term as f64);
@@ -439,6 +504,8 @@ impl CoreLoop {
             }
             Event::TransferAborted { to, term } => {
                 tracing::warn!(node, term, to, "leadership transfer abandoned");
+                self.metrics.transfers_aborted.increment(1);
+                st.reconfig.transfer_aborted(&self.node, to);
             }
             Event::RemovedFromConfiguration { term, successor } => {
                 tracing::info!(
@@ -447,8 +514,17 @@ impl CoreLoop {
                     ?successor,
                     "removed from the configuration; stepped down"
                 );
+                self.book.set_successor(successor);
             }
         }
+    }
+
+    fn membership_gauges(&self) {
+        let (index, m) = self.node.membership();
+        self.metrics.voters.set(m.all_voters().len() as f64);
+        self.metrics.learners.set(m.learners().len() as f64);
+        self.metrics.joint.set(if m.is_joint() { 1.0 } else { 0.0 });
+        self.metrics.membership_index.set(index as f64);
     }
 
     fn gauges(&self) {
@@ -475,18 +551,17 @@ impl CoreLoop {
         let s = self.node.status();
         let leading = s.role == Role::Leader;
         let mut peers: Vec<PeerReport> = self
-            .addrs
-            .iter()
-            .filter(|(id, _)| **id != s.id)
+            .peers
+            .peers()
             .map(|(id, addr)| PeerReport {
-                id: *id,
-                address: addr.clone(),
+                id,
+                address: addr.to_string(),
                 matched: 0,
                 next: 0,
                 replicating: false,
                 inflight: 0,
                 active: false,
-                connected: self.peers.connected(*id),
+                connected: self.peers.connected(id),
                 snapshot: None,
             })
             .collect();
@@ -549,6 +624,8 @@ impl CoreLoop {
                 sent: st.snapshots.sent,
                 installed: stats.snapshots_installed.load(Ordering::Relaxed),
             },
+            membership: reconfig::report(&self.node),
+            transfer: s.transfer,
         }
     }
 

@@ -19,6 +19,7 @@
 
 pub(crate) mod apply_task;
 pub(crate) mod core_loop;
+mod reconfig;
 mod snapshots;
 mod storage_task;
 
@@ -40,7 +41,7 @@ use crate::metrics::NodeMetrics;
 use crate::protocol::{ClientResponse, NodeStatus};
 use crate::state_machine::StateMachine;
 use crate::tls::{self, Identity, TlsError};
-use crate::transport::{self, PeerLinks, ServerContext, TransportCounters};
+use crate::transport::{self, AddressBook, PeerLinks, ServerContext, TransportCounters};
 use core_loop::{CoreEvent, CoreLoop, Exit};
 
 /// Keep-alive interval of peer connections.
@@ -55,9 +56,15 @@ pub struct NodeOptions {
     pub id: NodeId,
     /// The cluster's id: every frame carries it and nodes of other clusters are refused.
     pub cluster_id: u64,
-    /// Every voter of the cluster, this node included, with its QUIC address (peers and
-    /// clients use the same address).
+    /// Every voter of a new cluster, this node included, with its QUIC address (peers and
+    /// clients use the same address): the initial configuration, recorded in the log with
+    /// the addresses. Once the node's log holds a configuration, the addresses come from it
+    /// and these only fill gaps. With `join`, these are some members of the cluster to join.
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Start as a node that joins an existing cluster: it knows no configuration, never
+    /// campaigns, and waits for the leader to add it (as a learner) and send it the log.
+    /// Ignored once the node's storage holds a configuration.
+    pub join: bool,
     /// Where to listen; by default this node's address in `peers`.
     pub listen: SocketAddr,
     /// Certificate, key and cluster CA.
@@ -91,6 +98,7 @@ impl NodeOptions {
             tick: Duration::from_millis(50),
             raft: Config::new(id, voters),
             peers,
+            join: false,
         }
     }
 }
@@ -179,7 +187,7 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
         if o.id == 0 {
             return Err(NodeError::Options("node id 0 is reserved".into()));
         }
-        if !o.peers.contains_key(&o.id) {
+        if !o.join && !o.peers.contains_key(&o.id) {
             return Err(NodeError::Options(format!(
                 "node {} is not among the peers {:?}",
                 o.id,
@@ -193,7 +201,17 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
         }
         let mut cfg = o.raft.clone();
         cfg.id = o.id;
-        cfg.voters = o.peers.keys().copied().collect();
+        if o.join {
+            cfg.voters = Vec::new();
+            cfg.voter_data = Vec::new();
+        } else {
+            cfg.voters = o.peers.keys().copied().collect();
+            cfg.voter_data = o
+                .peers
+                .iter()
+                .map(|(id, a)| (*id, Bytes::from(a.to_string())))
+                .collect();
+        }
         cfg.validate()?;
         let recovered = storage
             .recover()
@@ -264,11 +282,13 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             storage_tx.clone(),
             metrics.clone(),
         ));
+        let mut book = AddressBook::new(o.id, o.peers.clone());
+        book.set_membership(node.membership().1);
         let peers = PeerLinks::start(
             &endpoint,
             peer_config,
             o.id,
-            &o.peers,
+            &book.links(),
             codec,
             &metrics,
             counters.clone(),
@@ -277,7 +297,6 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             id: o.id,
             cluster_id: o.cluster_id,
             codec,
-            voters: o.peers.keys().copied().collect(),
             core: core_tx.clone(),
             metrics: metrics.clone(),
             counters: counters.clone(),
@@ -290,7 +309,7 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             storage: storage_tx,
             apply: apply_tx,
             peers,
-            addrs: o.peers.iter().map(|(id, a)| (*id, a.to_string())).collect(),
+            book,
             tick: o.tick,
             metrics,
             storage_stats,

@@ -14,7 +14,12 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_proto_core::{Index, NodeId, Role, Term};
 
+mod membership;
 mod status;
+use membership::{
+    changes_len, membership_len, put_changes, put_membership, read_changes, read_membership,
+};
+pub use membership::{MemberChange, MemberReport, MemberRole, MembershipReport, MAX_CHANGE_STEPS};
 #[cfg(test)]
 use status::BEFORE_PEERS_BYTES;
 use status::{put_status, read_status, status_len};
@@ -34,6 +39,20 @@ pub enum ClientRequest {
     /// Take a snapshot of the state machine now (and compact the log after it). Answered with
     /// [`ClientResponse::Snapshot`] once it is stored.
     Snapshot,
+    /// Change the cluster's membership (at the leader): the steps apply together, through a
+    /// joint configuration when more than one voter changes. Answered with
+    /// [`ClientResponse::Membership`] once the change is committed (and, for a joint change,
+    /// once the joint configuration is left).
+    ChangeMembership {
+        /// What to change.
+        steps: Vec<MemberChange>,
+    },
+    /// Hand leadership over to voter `to` (or to the most caught-up voter). Answered with
+    /// [`ClientResponse::Transferred`] once another node leads.
+    TransferLeader {
+        /// The voter to hand over to.
+        to: Option<NodeId>,
+    },
 }
 
 /// What a node answers.
@@ -69,6 +88,15 @@ pub enum ClientResponse {
     Status(Box<NodeStatus>),
     /// The node's latest snapshot, after a [`ClientRequest::Snapshot`].
     Snapshot(SnapshotDone),
+    /// The configuration after a [`ClientRequest::ChangeMembership`].
+    Membership(MembershipReport),
+    /// Leadership moved, after a [`ClientRequest::TransferLeader`].
+    Transferred {
+        /// The new leader.
+        leader: NodeId,
+        /// Its term.
+        term: Term,
+    },
 }
 
 /// The answer to [`ClientRequest::Snapshot`].
@@ -104,7 +132,7 @@ pub struct SnapshotDone {
 // ---------------------------------------------------------------------------------------------
 
 /// Version of the client protocol, the first byte of every frame.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Largest client frame either side accepts (request or response): 4 MiB + 64 KiB.
 pub const MAX_CLIENT_FRAME: usize = (4 << 20) + (64 << 10);
@@ -121,12 +149,16 @@ const HEADER_BYTES: usize = 1 + 8 + 1;
 const KIND_PROPOSE: u8 = 0x01;
 const KIND_STATUS_REQUEST: u8 = 0x02;
 const KIND_SNAPSHOT_REQUEST: u8 = 0x03;
+const KIND_CHANGE_MEMBERSHIP: u8 = 0x04;
+const KIND_TRANSFER_LEADER: u8 = 0x05;
 const KIND_APPLIED: u8 = 0x81;
 const KIND_NOT_LEADER: u8 = 0x82;
 const KIND_UNKNOWN: u8 = 0x83;
 const KIND_REJECTED: u8 = 0x84;
 const KIND_STATUS: u8 = 0x85;
 const KIND_SNAPSHOT: u8 = 0x86;
+const KIND_MEMBERSHIP: u8 = 0x87;
+const KIND_TRANSFERRED: u8 = 0x88;
 
 /// Why a client frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,6 +217,12 @@ pub enum ProtocolError {
         /// The tag found.
         tag: u8,
     },
+    /// A membership change step has an unknown kind.
+    #[error("unknown membership change step {0}")]
+    UnknownStep(u8),
+    /// A member's role byte is not one of the four roles.
+    #[error("unknown member role {0}")]
+    BadMemberRole(u8),
     /// A boolean field is neither 0 nor 1.
     #[error("{what} is {value}, which is neither 0 (false) nor 1 (true)")]
     BadBool {
@@ -208,6 +246,16 @@ pub fn encode_request(cluster_id: u64, req: &ClientRequest) -> Bytes {
         }
         ClientRequest::Status => header(cluster_id, KIND_STATUS_REQUEST, 0).freeze(),
         ClientRequest::Snapshot => header(cluster_id, KIND_SNAPSHOT_REQUEST, 0).freeze(),
+        ClientRequest::ChangeMembership { steps } => {
+            let mut buf = header(cluster_id, KIND_CHANGE_MEMBERSHIP, changes_len(steps));
+            put_changes(&mut buf, steps);
+            buf.freeze()
+        }
+        ClientRequest::TransferLeader { to } => {
+            let mut buf = header(cluster_id, KIND_TRANSFER_LEADER, 1 + to.map_or(0, |_| 8));
+            put_opt_u64(&mut buf, *to);
+            buf.freeze()
+        }
     }
 }
 
@@ -223,6 +271,12 @@ pub fn decode_request(cluster_id: u64, frame: Bytes) -> Result<ClientRequest, Pr
         },
         KIND_STATUS_REQUEST => ClientRequest::Status,
         KIND_SNAPSHOT_REQUEST => ClientRequest::Snapshot,
+        KIND_CHANGE_MEMBERSHIP => ClientRequest::ChangeMembership {
+            steps: read_changes(&mut r)?,
+        },
+        KIND_TRANSFER_LEADER => ClientRequest::TransferLeader {
+            to: r.opt_u64("the transfer's target")?,
+        },
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     r.finish()?;
@@ -264,6 +318,11 @@ pub fn encode_response(cluster_id: u64, resp: &ClientResponse) -> Bytes {
             buf.put_u64_le(done.bytes);
             buf.put_u8(u8::from(done.new));
         }
+        ClientResponse::Membership(m) => put_membership(&mut buf, m),
+        ClientResponse::Transferred { leader, term } => {
+            buf.put_u64_le(*leader);
+            buf.put_u64_le(*term);
+        }
     }
     buf.freeze()
 }
@@ -300,6 +359,11 @@ pub fn decode_response(cluster_id: u64, frame: Bytes) -> Result<ClientResponse, 
             bytes: r.u64("the snapshot's size")?,
             new: r.bool("the snapshot's new flag")?,
         }),
+        KIND_MEMBERSHIP => ClientResponse::Membership(read_membership(&mut r)?),
+        KIND_TRANSFERRED => ClientResponse::Transferred {
+            leader: r.u64("the new leader")?,
+            term: r.u64("the new leader's term")?,
+        },
         other => return Err(ProtocolError::UnknownKind(other)),
     };
     r.finish()?;
@@ -314,6 +378,8 @@ fn response_kind(resp: &ClientResponse) -> u8 {
         ClientResponse::Rejected { .. } => KIND_REJECTED,
         ClientResponse::Status(_) => KIND_STATUS,
         ClientResponse::Snapshot(_) => KIND_SNAPSHOT,
+        ClientResponse::Membership(_) => KIND_MEMBERSHIP,
+        ClientResponse::Transferred { .. } => KIND_TRANSFERRED,
     }
 }
 
@@ -330,6 +396,8 @@ fn response_fields_len(resp: &ClientResponse) -> usize {
         }
         ClientResponse::Status(s) => status_len(s),
         ClientResponse::Snapshot(_) => 3 * 8 + 1,
+        ClientResponse::Membership(m) => membership_len(m),
+        ClientResponse::Transferred { .. } => 2 * 8,
     }
 }
 

@@ -6,13 +6,16 @@
 //! option of index, acknowledged bytes and total bytes), the nine counters, then the snapshot
 //! report: latest index, term, bytes and age, the index being taken (option), the snapshot
 //! being received (option of index, received, total), the log's first index, the entries and
-//! bytes of log in memory, and the counts of snapshots taken, sent and installed.
+//! bytes of log in memory, the counts of snapshots taken, sent and installed, then the
+//! configuration in force (see [`super::membership`]) and the transfer's target (option).
 
 use bytes::{BufMut, BytesMut};
 use raft_proto_core::{Index, NodeId, Role, Term};
 
+use super::membership::{membership_len, put_membership, read_membership};
 use super::{
-    put_bytes, put_len, put_opt_u64, role_byte, role_from, ProtocolError, Reader, MAX_PEERS,
+    put_bytes, put_len, put_opt_u64, role_byte, role_from, MembershipReport, ProtocolError, Reader,
+    MAX_PEERS,
 };
 
 /// A node's view of itself and its peers, as `raftkv status` shows it.
@@ -60,6 +63,10 @@ pub struct NodeStatus {
     pub uptime_ms: u64,
     /// Snapshots and the log they let the node compact.
     pub snapshot: SnapshotReport,
+    /// The configuration in force here.
+    pub membership: MembershipReport,
+    /// The voter leadership is being handed to (leader only).
+    pub transfer: Option<NodeId>,
 }
 
 /// One peer as seen from a node.
@@ -138,7 +145,7 @@ pub(super) const BEFORE_PEERS_BYTES: usize = 8 + 8 + 1 + 8 + 8 + 1 + 4 * 8 + 4;
 /// A status without peers, with no leader known and no snapshot transfers: id, cluster id,
 /// role, term, vote, leader tag, commit, applied, last index, persisted, peer count, the nine
 /// counters and the snapshot report (four fields, two tags, four fields, three counters).
-const STATUS_MIN_BYTES: usize = BEFORE_PEERS_BYTES + 9 * 8 + 4 * 8 + 2 + 6 * 8;
+const STATUS_MIN_BYTES: usize = BEFORE_PEERS_BYTES + 9 * 8 + 4 * 8 + 2 + 6 * 8 + 1;
 
 /// Exact size of a status's encoding.
 pub(super) fn status_len(s: &NodeStatus) -> usize {
@@ -146,6 +153,8 @@ pub(super) fn status_len(s: &NodeStatus) -> usize {
     STATUS_MIN_BYTES
         + s.leader.map_or(0, |_| 8)
         + s.snapshot.taking.map_or(0, |_| 8)
+        + membership_len(&s.membership)
+        + s.transfer.map_or(0, |_| 8)
         + sending(&s.snapshot.receiving)
         + s.peers
             .iter()
@@ -231,6 +240,8 @@ pub(super) fn put_status(buf: &mut BytesMut, s: &NodeStatus) {
     ] {
         buf.put_u64_le(v);
     }
+    put_membership(buf, &s.membership);
+    put_opt_u64(buf, s.transfer);
 }
 
 pub(super) fn read_status(r: &mut Reader) -> Result<NodeStatus, ProtocolError> {
@@ -295,5 +306,7 @@ pub(super) fn read_status(r: &mut Reader) -> Result<NodeStatus, ProtocolError> {
             sent: r.u64("the snapshots sent")?,
             installed: r.u64("the snapshots installed")?,
         },
+        membership: read_membership(r)?,
+        transfer: r.opt_u64("the transfer's target")?,
     })
 }

@@ -58,6 +58,31 @@ fn status(peers: Vec<PeerReport>) -> NodeStatus {
             sent: 1,
             installed: 0,
         },
+        membership: sample_membership(true),
+        transfer: Some(3),
+    }
+}
+
+fn sample_membership(joint: bool) -> MembershipReport {
+    let member = |id, role, address: &str| MemberReport {
+        id,
+        role,
+        address: address.into(),
+    };
+    MembershipReport {
+        index: 77,
+        joint,
+        committed: !joint,
+        members: if joint {
+            vec![
+                member(1, MemberRole::Voter, "127.0.0.1:7001"),
+                member(2, MemberRole::Leaving, "[::1]:7002"),
+                member(4, MemberRole::Joining, "node4.example:7004"),
+                member(5, MemberRole::Learner, ""),
+            ]
+        } else {
+            vec![member(1, MemberRole::Voter, "127.0.0.1:7001")]
+        },
     }
 }
 
@@ -71,6 +96,23 @@ fn requests() -> Vec<ClientRequest> {
         },
         ClientRequest::Status,
         ClientRequest::Snapshot,
+        ClientRequest::ChangeMembership {
+            steps: vec![
+                MemberChange::AddLearner {
+                    id: 4,
+                    address: "127.0.0.1:7004".into(),
+                },
+                MemberChange::Promote { id: 5 },
+                MemberChange::Remove { id: 1 },
+                MemberChange::SetAddress {
+                    id: 2,
+                    address: "[::1]:7002".into(),
+                },
+            ],
+        },
+        ClientRequest::ChangeMembership { steps: vec![] },
+        ClientRequest::TransferLeader { to: Some(2) },
+        ClientRequest::TransferLeader { to: None },
     ]
 }
 
@@ -79,6 +121,8 @@ fn responses() -> Vec<ClientResponse> {
     follower.role = Role::Follower;
     follower.leader = None;
     follower.vote = 0;
+    follower.membership = MembershipReport::default();
+    follower.transfer = None;
     vec![
         ClientResponse::Applied {
             index: 42,
@@ -120,6 +164,9 @@ fn responses() -> Vec<ClientResponse> {
             bytes: 1 << 30,
             new: true,
         }),
+        ClientResponse::Membership(sample_membership(false)),
+        ClientResponse::Membership(sample_membership(true)),
+        ClientResponse::Transferred { leader: 2, term: 9 },
     ]
 }
 
@@ -274,7 +321,7 @@ fn trailing_bytes_are_an_error() {
 #[test]
 fn wrong_version_is_refused() {
     for frame in frames() {
-        for version in [0, 1, 3, 0xFF] {
+        for version in [0, 1, 2, 4, 0xFF] {
             assert_eq!(
                 decode_any(&with_byte(&frame, 0, version)),
                 Err(ProtocolError::UnsupportedVersion(version))
@@ -326,7 +373,7 @@ fn unknown_kinds_are_refused() {
         );
     }
     let status = encode_request(CLUSTER, &ClientRequest::Status);
-    for kind in [0, 4, 0x80, 0x87, 0xFF] {
+    for kind in [0, 6, 0x80, 0x89, 0xFF] {
         let frame = with_byte(&status, 9, kind);
         assert_eq!(
             decode_request(CLUSTER, frame.clone()),
@@ -519,7 +566,7 @@ fn errors_read_as_plain_words() {
         ),
         (
             ProtocolError::UnsupportedVersion(9),
-            "protocol version 9 is not supported (this node speaks version 2)",
+            "protocol version 9 is not supported (this node speaks version 3)",
         ),
         (
             ProtocolError::WrongCluster {
@@ -633,34 +680,84 @@ fn arb_status() -> impl Strategy<Value = NodeStatus> {
         (arb_u64(), arb_u64(), arb_u64(), arb_u64()),
     );
     let counters = vec(arb_u64(), 9);
-    (core, vec(arb_peer(), 0..5), counters, arb_snapshot_report()).prop_map(
-        |(
-            (id, cluster_id, role, term, vote, leader, (commit, applied, last_index, persisted)),
-            peers,
-            c,
-            snapshot,
-        )| NodeStatus {
-            id,
-            cluster_id,
-            role,
-            term,
-            vote,
-            leader,
-            commit,
-            applied,
-            last_index,
-            persisted,
-            peers,
-            leader_changes: c[0],
-            proposals: c[1],
-            storage_batches: c[2],
-            storage_writes: c[3],
-            storage_entries: c[4],
-            storage_micros: c[5],
-            bytes_sent: c[6],
-            bytes_received: c[7],
-            uptime_ms: c[8],
-            snapshot,
+    let membership = (arb_membership(), proptest::option::of(arb_u64()));
+    (
+        core,
+        vec(arb_peer(), 0..5),
+        counters,
+        arb_snapshot_report(),
+        membership,
+    )
+        .prop_map(
+            |(
+                (
+                    id,
+                    cluster_id,
+                    role,
+                    term,
+                    vote,
+                    leader,
+                    (commit, applied, last_index, persisted),
+                ),
+                peers,
+                c,
+                snapshot,
+                (membership, transfer),
+            )| NodeStatus {
+                id,
+                cluster_id,
+                role,
+                term,
+                vote,
+                leader,
+                commit,
+                applied,
+                last_index,
+                persisted,
+                peers,
+                leader_changes: c[0],
+                proposals: c[1],
+                storage_batches: c[2],
+                storage_writes: c[3],
+                storage_entries: c[4],
+                storage_micros: c[5],
+                bytes_sent: c[6],
+                bytes_received: c[7],
+                uptime_ms: c[8],
+                snapshot,
+                membership,
+                transfer,
+            },
+        )
+}
+
+fn arb_change() -> impl Strategy<Value = MemberChange> {
+    prop_oneof![
+        (arb_u64(), arb_text()).prop_map(|(id, address)| MemberChange::AddLearner { id, address }),
+        arb_u64().prop_map(|id| MemberChange::Promote { id }),
+        arb_u64().prop_map(|id| MemberChange::Remove { id }),
+        (arb_u64(), arb_text()).prop_map(|(id, address)| MemberChange::SetAddress { id, address }),
+    ]
+}
+
+fn arb_membership() -> impl Strategy<Value = MembershipReport> {
+    let role = prop_oneof![
+        Just(MemberRole::Voter),
+        Just(MemberRole::Learner),
+        Just(MemberRole::Joining),
+        Just(MemberRole::Leaving),
+    ];
+    let member = (arb_u64(), role, arb_text()).prop_map(|(id, role, address)| MemberReport {
+        id,
+        role,
+        address,
+    });
+    (arb_u64(), any::<bool>(), any::<bool>(), vec(member, 0..5)).prop_map(
+        |(index, joint, committed, members)| MembershipReport {
+            index,
+            joint,
+            committed,
+            members,
         },
     )
 }
@@ -670,6 +767,8 @@ fn arb_request() -> impl Strategy<Value = ClientRequest> {
         arb_bytes().prop_map(|command| ClientRequest::Propose { command }),
         Just(ClientRequest::Status),
         Just(ClientRequest::Snapshot),
+        vec(arb_change(), 0..5).prop_map(|steps| ClientRequest::ChangeMembership { steps }),
+        proptest::option::of(arb_u64()).prop_map(|to| ClientRequest::TransferLeader { to }),
     ]
 }
 
@@ -696,14 +795,21 @@ fn arb_response() -> impl Strategy<Value = ClientResponse> {
                 new,
             })
         }),
+        arb_membership().prop_map(ClientResponse::Membership),
+        (arb_u64(), arb_u64())
+            .prop_map(|(leader, term)| ClientResponse::Transferred { leader, term }),
     ]
 }
 
 /// The kinds both decoders know, to steer random bodies past the kind check.
-const KINDS: [u8; 9] = [
+const KINDS: [u8; 13] = [
     KIND_PROPOSE,
     KIND_STATUS_REQUEST,
     KIND_SNAPSHOT_REQUEST,
+    KIND_CHANGE_MEMBERSHIP,
+    KIND_TRANSFER_LEADER,
+    KIND_MEMBERSHIP,
+    KIND_TRANSFERRED,
     KIND_APPLIED,
     KIND_NOT_LEADER,
     KIND_UNKNOWN,

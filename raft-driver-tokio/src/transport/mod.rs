@@ -5,9 +5,11 @@
 //! bidirectional stream per request). Both sides authenticate with certificates of the cluster
 //! CA; a peer must also hold the certificate of the node it claims to be.
 
+mod address_book;
 mod peer_link;
 mod server;
 
+pub(crate) use address_book::AddressBook;
 pub(crate) use peer_link::{PeerLinks, TransportCounters};
 pub(crate) use server::{serve, ServerContext};
 

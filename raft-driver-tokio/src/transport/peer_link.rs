@@ -48,20 +48,27 @@ pub(crate) struct TransportCounters {
 }
 
 struct Link {
+    addr: SocketAddr,
     tx: mpsc::Sender<Message>,
     snapshots: mpsc::Sender<Message>,
     connected: Arc<AtomicBool>,
 }
 
-/// The consensus loop's handle on every outbound link.
+/// The consensus loop's handle on every outbound link. The set of links follows the
+/// configuration ([`PeerLinks::set_peers`]): a link for each peer to talk to, redialled at its
+/// new address when the address changes, closed when the peer leaves the set.
 pub(crate) struct PeerLinks {
+    me: NodeId,
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    codec: Codec,
+    metrics: NodeMetrics,
     links: BTreeMap<NodeId, Link>,
     counters: Arc<TransportCounters>,
 }
 
 impl PeerLinks {
-    /// Starts one link task per peer (every entry of `peers` except `me`).
-    #[allow(clippy::too_many_arguments)]
+    /// Links for every entry of `peers` except `me`.
     pub fn start(
         endpoint: &quinn::Endpoint,
         config: quinn::ClientConfig,
@@ -71,37 +78,67 @@ impl PeerLinks {
         metrics: &NodeMetrics,
         counters: Arc<TransportCounters>,
     ) -> PeerLinks {
-        let mut links = BTreeMap::new();
+        let mut links = PeerLinks {
+            me,
+            endpoint: endpoint.clone(),
+            config,
+            codec,
+            metrics: metrics.clone(),
+            links: BTreeMap::new(),
+            counters,
+        };
+        links.set_peers(peers);
+        links
+    }
+
+    /// Makes the links match `peers`: starts the missing ones, redials those whose address
+    /// changed, and closes those of nodes no longer listed (their tasks end once their queues
+    /// close).
+    pub fn set_peers(&mut self, peers: &BTreeMap<NodeId, SocketAddr>) {
+        let me = self.me;
+        self.links
+            .retain(|id, link| peers.get(id).is_some_and(|a| *a == link.addr));
         for (&peer, &addr) in peers.iter().filter(|(id, _)| **id != me) {
-            let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
-            let (snapshots, snapshot_rx) = mpsc::channel(QUEUE_SNAPSHOT_CHUNKS);
-            let connected = Arc::new(AtomicBool::new(false));
-            let task = LinkTask {
-                endpoint: endpoint.clone(),
-                config: config.clone(),
-                addr,
-                out: Outbox {
-                    me,
-                    peer,
-                    codec,
-                    counters: counters.clone(),
-                    metrics: metrics.clone(),
-                },
-                rx,
-                snapshot_rx,
-                connected: connected.clone(),
-            };
-            tokio::spawn(task.run());
-            links.insert(
-                peer,
-                Link {
-                    tx,
-                    snapshots,
-                    connected,
-                },
-            );
+            if self.links.contains_key(&peer) {
+                continue;
+            }
+            tracing::info!(node = me, peer, %addr, "opening a link to peer");
+            let link = self.spawn(peer, addr);
+            self.links.insert(peer, link);
         }
-        PeerLinks { links, counters }
+    }
+
+    /// The peers linked to, with their addresses.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, SocketAddr)> + '_ {
+        self.links.iter().map(|(id, l)| (*id, l.addr))
+    }
+
+    fn spawn(&self, peer: NodeId, addr: SocketAddr) -> Link {
+        let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
+        let (snapshots, snapshot_rx) = mpsc::channel(QUEUE_SNAPSHOT_CHUNKS);
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = LinkTask {
+            endpoint: self.endpoint.clone(),
+            config: self.config.clone(),
+            addr,
+            out: Outbox {
+                me: self.me,
+                peer,
+                codec: self.codec,
+                counters: self.counters.clone(),
+                metrics: self.metrics.clone(),
+            },
+            rx,
+            snapshot_rx,
+            connected: connected.clone(),
+        };
+        tokio::spawn(task.run());
+        Link {
+            addr,
+            tx,
+            snapshots,
+            connected,
+        }
     }
 
     /// Queues `msg` for `to`; drops it if the queue is full or `to` is unknown.

@@ -1,6 +1,5 @@
 //! The accepting side: peers' Raft streams and clients' request streams.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -25,7 +24,6 @@ pub(crate) struct ServerContext {
     pub id: NodeId,
     pub cluster_id: u64,
     pub codec: Codec,
-    pub voters: BTreeSet<NodeId>,
     pub core: mpsc::UnboundedSender<CoreEvent>,
     pub metrics: NodeMetrics,
     pub counters: Arc<TransportCounters>,
@@ -105,11 +103,14 @@ async fn read_peer_stream(
             return refuse(&conn, &ctx, &format!("frame addressed to node {}", env.to));
         }
         if verified != Some(env.from) {
-            if !ctx.voters.contains(&env.from) || env.from == ctx.id {
+            // Any node of the cluster may talk: one being added is not in the configuration
+            // yet, and the core decides what a message from a non-member is worth. Only its
+            // identity must be right.
+            if env.from == 0 || env.from == ctx.id {
                 return refuse(
                     &conn,
                     &ctx,
-                    &format!("frame from unknown node {}", env.from),
+                    &format!("frame from node {}, which cannot be a peer", env.from),
                 );
             }
             if !tls::peer_is_node(&conn, env.from) {
@@ -120,6 +121,15 @@ async fn read_peer_stream(
                 );
             }
             verified = Some(env.from);
+            // The peer dials from the endpoint it listens on: where it can be answered if
+            // the configuration does not say.
+            let seen = CoreEvent::PeerSeen {
+                id: env.from,
+                addr: conn.remote_address(),
+            };
+            if ctx.core.send(seen).is_err() {
+                return;
+            }
         }
         let event = CoreEvent::Peer {
             from: env.from,
@@ -178,6 +188,20 @@ async fn client_stream(
             let _ = ctx.core.send(CoreEvent::TriggerSnapshot { reply });
             answer.await.unwrap_or_else(|_| ClientResponse::Rejected {
                 reason: "the node is shutting down".into(),
+            })
+        }
+        ClientRequest::ChangeMembership { steps } => {
+            let (reply, answer) = oneshot::channel();
+            let _ = ctx.core.send(CoreEvent::ChangeMembership { steps, reply });
+            answer.await.unwrap_or_else(|_| ClientResponse::Unknown {
+                reason: "the node is shutting down; the change may or may not be made".into(),
+            })
+        }
+        ClientRequest::TransferLeader { to } => {
+            let (reply, answer) = oneshot::channel();
+            let _ = ctx.core.send(CoreEvent::TransferLeader { to, reply });
+            answer.await.unwrap_or_else(|_| ClientResponse::Unknown {
+                reason: "the node is shutting down during the transfer".into(),
             })
         }
         ClientRequest::Status => {

@@ -2,6 +2,8 @@
 //! its own data directory, all under one temporary directory.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -39,25 +41,34 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], with each node's configuration changed by `tweak`.
     pub fn start_with(n: u64, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
+        Self::start_with_spares(n, 0, tweak)
+    }
+
+    /// `n` voters started, and `spares` more nodes (ids `n+1..`) with certificates and
+    /// configurations to join the cluster (`join = true`, the voters as seeds), not started.
+    pub fn start_with_spares(n: u64, spares: u64, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-e2e-")
             .tempdir()
             .unwrap();
+        let all: Vec<NodeId> = (1..=n + spares).collect();
         let ids: Vec<NodeId> = (1..=n).collect();
         let certs = dir.path().join("certs");
-        tls::write_cluster_certs(&certs, "e2e", &ids, &["client".to_string()]).unwrap();
-        let addrs: BTreeMap<NodeId, SocketAddr> = ids.iter().map(|&i| (i, free_port())).collect();
+        tls::write_cluster_certs(&certs, "e2e", &all, &["client".to_string()]).unwrap();
+        let addrs: BTreeMap<NodeId, SocketAddr> = all.iter().map(|&i| (i, free_port())).collect();
+        let voters: BTreeMap<NodeId, SocketAddr> = ids.iter().map(|&i| (i, addrs[&i])).collect();
         let cluster_id = 0xE2E0_0000 + u64::from(std::process::id());
         let mut configs = BTreeMap::new();
-        for &id in &ids {
+        for &id in &all {
             let cfg = NodeConfig {
                 node_id: id,
                 cluster_id,
                 data_dir: dir.path().join(format!("node-{id}")),
                 listen: addrs[&id],
                 metrics: None,
+                join: id > n,
                 tls: TlsFiles::for_node(&certs, id),
-                peers: addrs.clone(),
+                peers: voters.clone(),
                 tick: Duration::from_millis(TICK_MS),
                 election_timeout_ticks: ELECTION_TICKS,
                 heartbeat_ticks: 2,
@@ -172,6 +183,33 @@ impl TestCluster {
         Client::new(o).unwrap()
     }
 
+    /// Runs `raftkv ARGS --nodes <nodes> --cluster-id .. --certs ..` and returns its exit
+    /// code, stdout and stderr.
+    pub fn cli(&self, nodes: &[NodeId], args: &[&str]) -> (Option<i32>, String, String) {
+        let list: Vec<String> = nodes.iter().map(|id| self.addrs[id].to_string()).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .args(args)
+            .arg("--nodes")
+            .arg(list.join(","))
+            .arg("--cluster-id")
+            .arg(self.cluster_id.to_string())
+            .arg("--certs")
+            .arg(self.certs())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The ids of the nodes whose processes were started (and not killed or stopped).
+    pub fn started(&self) -> Vec<NodeId> {
+        self.children.keys().copied().collect()
+    }
+
     pub fn client(&self) -> Client {
         let ids: Vec<NodeId> = self.addrs.keys().copied().collect();
         self.client_for(&ids)
@@ -221,7 +259,7 @@ impl TestCluster {
         loop {
             let all = self.statuses(client).await;
             let applied: Vec<u64> = all.values().map(|s| s.applied).collect();
-            if applied.len() == self.addrs.len() && applied.iter().all(|a| *a == applied[0]) {
+            if applied.len() == self.children.len() && applied.iter().all(|a| *a == applied[0]) {
                 return;
             }
             assert!(

@@ -221,6 +221,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             data_dir: dir.join(format!("node-{id}")),
             listen: addrs[&id],
             metrics: None,
+            join: false,
             tls: TlsFiles {
                 ca: certs.join("ca.pem"),
                 cert: certs.join(format!("node-{id}.pem")),

@@ -5,6 +5,7 @@ mod certs;
 mod client_args;
 mod commands;
 mod demo;
+mod members;
 mod serve;
 
 use std::process::ExitCode;
@@ -43,6 +44,10 @@ enum Command {
     Status(commands::StatusArgs),
     /// Make the given nodes take a snapshot now (and compact their logs after it).
     Snapshot(commands::SnapshotArgs),
+    /// Show or change the cluster's members: list, add-learner, promote, remove.
+    Member(members::MemberArgs),
+    /// Hand leadership to another voter (named, or the most caught-up one).
+    TransferLeader(members::TransferArgs),
     /// Load-test a cluster.
     Bench(bench::BenchArgs),
     /// Create a cluster CA and node and client certificates.
@@ -83,6 +88,8 @@ fn main() -> ExitCode {
             Command::Cas(args) => commands::cas(args).await,
             Command::Status(args) => commands::status(args).await,
             Command::Snapshot(args) => commands::snapshot(args).await,
+            Command::Member(args) => members::run(args).await,
+            Command::TransferLeader(args) => members::transfer(args).await,
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Certs(args) => certs::run(&args).map(|()| ExitCode::SUCCESS),
         }
@@ -91,7 +98,32 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_status(&e)
         }
+    }
+}
+
+/// Exit statuses: 0 done, 1 failed (unreachable cluster, unreadable files, ...), 2 bad
+/// arguments (from the argument parser), 3 refused by the cluster (nothing was changed),
+/// 4 outcome unknown (the request may have taken effect: check before retrying).
+const EXIT_REFUSED: u8 = 3;
+const EXIT_UNKNOWN: u8 = 4;
+
+fn exit_status(e: &anyhow::Error) -> ExitCode {
+    use raft_driver_tokio::kv::KvError;
+    use raft_driver_tokio::ClientError;
+    let client_error = e.chain().find_map(|c| {
+        c.downcast_ref::<ClientError>()
+            .or_else(|| match c.downcast_ref::<KvError>() {
+                Some(KvError::Client(ce)) => Some(ce),
+                _ => None,
+            })
+    });
+    match client_error {
+        Some(ClientError::Rejected(_)) => ExitCode::from(EXIT_REFUSED),
+        Some(ClientError::OutcomeUnknown(_) | ClientError::Timeout { .. }) => {
+            ExitCode::from(EXIT_UNKNOWN)
+        }
+        _ => ExitCode::FAILURE,
     }
 }

@@ -31,7 +31,12 @@ pub struct ServeArgs {
     /// Address of the Prometheus metrics endpoint.
     #[arg(long, env = "RAFTKV_METRICS")]
     pub metrics: Option<SocketAddr>,
-    /// Every voter as ID=ADDR (this node included); repeat or separate with commas.
+    /// Join a running cluster: start with no configuration and wait to be added (with
+    /// `raftkv member add-learner`). Needs --listen; the peers are then some current members.
+    #[arg(long, env = "RAFTKV_JOIN")]
+    pub join: bool,
+    /// Every initial voter as ID=ADDR (this node included), or with --join some current
+    /// members; repeat or separate with commas.
     #[arg(long = "peer", env = "RAFTKV_PEERS", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<PeerArg>,
     /// Cluster CA certificate (PEM).
@@ -98,6 +103,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
             metrics: self.metrics,
+            join: self.join.then_some(true),
             tls: RawTls {
                 ca: self.ca.clone(),
                 cert: self.cert.clone(),
