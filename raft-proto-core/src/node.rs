@@ -352,6 +352,10 @@ impl RaftNode {
             self.tracker.pr_mut(i).tick();
         }
         self.transfer_tick(out);
+        if self.role != Role::Leader {
+            // A removed leader's handover ran out: it stepped down.
+            return;
+        }
         if self.election_elapsed >= self.cfg.election_timeout_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum && !self.tracker.quorum_active() {

@@ -17,7 +17,8 @@ use crate::io::{Event, Output, ProposeError};
 use crate::membership::{ChangeError, ChangeStep, Membership};
 use crate::message::{Message, TimeoutNow};
 use crate::node::RaftNode;
-use crate::types::{Entry, EntryKind, LogId, RequestId, Role, NO_NODE};
+use crate::transfer::Transfer;
+use crate::types::{Entry, EntryKind, LogId, NodeId, RequestId, Role, NO_NODE};
 
 impl RaftNode {
     /// Tells the driver the configuration in force.
@@ -130,22 +131,55 @@ impl RaftNode {
         }
     }
 
-    /// This leader is not a voter of the committed configuration: hand over to a voter that
-    /// holds the whole log, if there is one (it campaigns at once), and step down. It never
-    /// campaigns again: a node that is not a voter of its configuration does not.
+    /// This leader is not a voter of the committed configuration: hand over to a voter and
+    /// step down. A voter that holds the whole log gets `TimeoutNow` at once (it campaigns
+    /// without waiting for an election timeout); otherwise the most caught-up voter heard from
+    /// lately is brought up to date first, as in a leadership transfer (proposals are refused
+    /// meanwhile), and the leader steps down once it sent `TimeoutNow`, or after an election
+    /// timeout. Under a steady load some entry is always in flight, so without the catch-up
+    /// there would rarely be a voter to hand over to, and the cluster would wait for an
+    /// election timeout. The node never campaigns again: a node that is not a voter of its
+    /// configuration does not.
     fn step_down_removed(&mut self, out: &mut Vec<Output>) {
+        if let Some(t) = self.transfer.as_mut() {
+            // A handover (or a transfer asked for) is under way: it ends the leadership.
+            t.set_removal();
+            return;
+        }
         let last = self.log.last_index();
-        let successor = self
-            .tracker
-            .progress()
-            .iter()
-            .filter(|p| self.tracker.is_voter(p.id()) && p.matched() == last)
+        let timeout = self.cfg.election_timeout_ticks;
+        let voters = || {
+            self.tracker
+                .progress()
+                .iter()
+                .filter(|p| self.tracker.is_voter(p.id()) && p.silent_ticks() < timeout)
+        };
+        let ready = voters()
+            .filter(|p| p.matched() == last)
             .min_by_key(|p| (p.silent_ticks(), p.id()))
             .map(|p| p.id());
-        let term = self.term;
-        if let Some(to) = successor {
-            self.send(to, Message::TimeoutNow(TimeoutNow { term }), out);
+        let behind = voters()
+            .max_by_key(|p| (p.matched(), std::cmp::Reverse((p.silent_ticks(), p.id()))))
+            .map(|p| p.id());
+        match (ready, behind) {
+            (Some(to), _) => {
+                let term = self.term;
+                self.send(to, Message::TimeoutNow(TimeoutNow { term }), out);
+                self.hand_over(Some(to), out);
+            }
+            (None, Some(to)) => {
+                self.transfer = Some(Transfer::handover(to));
+                if let Some(i) = self.tracker.index_of(to) {
+                    self.send_append(i, true, out);
+                }
+            }
+            (None, None) => self.hand_over(None, out),
         }
+    }
+
+    /// A removed leader steps down, naming the voter it told to campaign.
+    pub(crate) fn hand_over(&mut self, successor: Option<NodeId>, out: &mut Vec<Output>) {
+        let term = self.term;
         out.push(Output::Event(Event::RemovedFromConfiguration {
             term,
             successor,

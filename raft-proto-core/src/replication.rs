@@ -393,6 +393,10 @@ impl RaftNode {
                     return;
                 };
                 self.transfer_progress(i, out);
+                if self.role != Role::Leader {
+                    // A removed leader handed over to this follower: it stepped down.
+                    return;
+                }
                 if let Some(snap) = was_snapshot {
                     if self.tracker.pr(i).snapshot().is_none() {
                         out.push(Output::Event(Event::SnapshotSent {

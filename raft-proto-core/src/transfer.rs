@@ -16,9 +16,27 @@ pub(crate) struct Transfer {
     elapsed: u32,
     /// `TimeoutNow` was sent.
     sent: bool,
+    /// This leader's removal is committed: it steps down once `TimeoutNow` is sent (or the
+    /// transfer is abandoned).
+    removal: bool,
 }
 
 impl Transfer {
+    /// The handover of a removed leader to voter `to`.
+    pub(crate) fn handover(to: NodeId) -> Self {
+        Transfer {
+            to,
+            elapsed: 0,
+            sent: false,
+            removal: true,
+        }
+    }
+
+    /// The leader's removal committed during the transfer: it ends the leadership.
+    pub(crate) fn set_removal(&mut self) {
+        self.removal = true;
+    }
+
     /// The node taking over.
     pub(crate) fn target(&self) -> NodeId {
         self.to
@@ -41,6 +59,7 @@ impl RaftNode {
                     to: target,
                     elapsed: 0,
                     sent: false,
+                    removal: false,
                 });
                 if let Some(i) = self.tracker.index_of(target) {
                     self.send_append(i, true, out);
@@ -111,6 +130,9 @@ impl RaftNode {
             }
             let term = self.term;
             self.send(to, Message::TimeoutNow(TimeoutNow { term }), out);
+            if self.transfer.as_ref().is_some_and(|t| t.removal) {
+                self.hand_over(Some(to), out);
+            }
         }
     }
 
@@ -121,12 +143,15 @@ impl RaftNode {
         };
         t.elapsed += 1;
         if t.elapsed >= self.cfg.election_timeout_ticks {
-            let to = t.to;
+            let (to, removal) = (t.to, t.removal);
             self.transfer = None;
             out.push(Output::Event(Event::TransferAborted {
                 to,
                 term: self.term,
             }));
+            if removal {
+                self.hand_over(None, out);
+            }
         }
     }
 

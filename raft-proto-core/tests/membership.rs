@@ -339,6 +339,61 @@ fn a_removed_leader_steps_down_once_committed_and_hands_over() {
 }
 
 #[test]
+fn a_removed_leader_under_load_brings_a_voter_up_to_date_before_handing_over() {
+    let mut cl = cluster(3, 6);
+    let at = change(&mut cl, 1, 100, vec![ChangeStep::Remove { id: 1 }]).expect("removal");
+    // Another write right behind the removal: when the removal commits, no voter holds the
+    // whole log yet.
+    cl.propose(1, 101, b"in flight");
+    let last = cl.node(1).last_log_id().index;
+    assert!(last > at.index);
+    let mut steps = 0;
+    while cl.node(1).commit_index() < at.index {
+        let (from, to, msg) = cl
+            .net
+            .pop_front()
+            .expect("messages until the removal commits");
+        cl.step(to, Input::Receive { from, msg });
+        steps += 1;
+        assert!(steps < 1_000);
+    }
+    assert_eq!(
+        cl.node(1).role(),
+        Role::Leader,
+        "it first brings a voter up to date"
+    );
+    // Meanwhile proposals are refused, naming the voter taking over.
+    cl.propose(1, 102, b"refused");
+    let refused = cl.trace.iter().rev().find_map(|(n, o)| match o {
+        Output::Proposed {
+            request: 102,
+            result,
+        } if *n == 1 => Some(*result),
+        _ => None,
+    });
+    let Some(Err(ProposeError::TransferInProgress { to })) = refused else {
+        panic!("proposal during the handover: {refused:?}");
+    };
+    cl.deliver_all();
+    assert_ne!(cl.node(1).role(), Role::Leader, "stepped down");
+    let handed = cl.trace.iter().find_map(|(n, o)| match o {
+        Output::Event(Event::RemovedFromConfiguration { successor, .. }) if *n == 1 => {
+            Some(*successor)
+        }
+        _ => None,
+    });
+    assert_eq!(
+        handed,
+        Some(Some(to)),
+        "handed over to the voter it caught up"
+    );
+    // The successor campaigned at once and holds the entry written behind the removal.
+    cl.deliver_all();
+    assert_eq!(cl.leaders(), vec![to]);
+    assert!(cl.node(to).log_term(last).is_some());
+}
+
+#[test]
 fn a_removed_node_that_missed_its_removal_cannot_disrupt() {
     for pre_vote in [true, false] {
         let mut cl = Cluster::with_config(3, 7, |c| c.pre_vote = pre_vote);

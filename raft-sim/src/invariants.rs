@@ -47,6 +47,8 @@ struct NodeTrack {
     checked: Index,
     applied: Index,
     was_leader_in: Option<Term>,
+    /// Since when (virtual µs) the node leads with its removal committed.
+    removed_leading_since: Option<u64>,
     /// Last hard state known durable on the node's disk.
     durable: HardState,
 }
@@ -174,24 +176,35 @@ impl Invariants {
                     self.fail(time, "only voters lead", detail);
                 }
             }
-            self.check_leader_configuration(time, raft);
+            self.check_leader_configuration(time, n, raft);
+        } else {
+            self.nodes[n].removed_leading_since = None;
         }
         self.check_committed(time, n, raft);
     }
 
-    /// Membership rules on a leader: it steps down once a configuration without it as a voter
-    /// is committed, and it never has two configuration changes in flight (at most one
-    /// configuration entry above its commit index; checked when its last entry is one).
-    fn check_leader_configuration(&mut self, time: u64, raft: &RaftNode) {
+    /// Membership rules on a leader: it steps down within an election timeout once a
+    /// configuration without it as a voter is committed (it may first bring a voter up to
+    /// date to hand over to), and it never has two configuration changes in flight (at most
+    /// one configuration entry above its commit index; checked when its last entry is one).
+    fn check_leader_configuration(&mut self, time: u64, n: usize, raft: &RaftNode) {
         let (index, m) = raft.membership();
         let commit = raft.commit_index();
         if index <= commit && !m.is_joint() && !m.is_empty() && !m.is_voter(raft.id()) {
-            let detail = format!(
-                "node {} still leads term {} with its removal committed (configuration {m} at {index}, commit {commit})",
-                raft.id(),
-                raft.term()
-            );
-            self.fail(time, "a removed leader steps down", detail);
+            let since = *self.nodes[n].removed_leading_since.get_or_insert(time);
+            // Ticks last 9-11 ms of virtual time; allow two ticks more than the timeout.
+            let bound = (u64::from(raft.config().election_timeout_ticks) + 2) * 12_000;
+            if time.saturating_sub(since) > bound {
+                let detail = format!(
+                    "node {} still leads term {} {} ms after its removal committed (configuration {m} at {index}, commit {commit})",
+                    raft.id(),
+                    raft.term(),
+                    (time - since) / 1000
+                );
+                self.fail(time, "a removed leader steps down", detail);
+            }
+        } else {
+            self.nodes[n].removed_leading_since = None;
         }
         let last = raft.last_log_id().index;
         if raft
@@ -428,6 +441,7 @@ impl Invariants {
         t.checked = 0;
         t.applied = 0;
         t.was_leader_in = None;
+        t.removed_leading_since = None;
         self.check_committed(time, n, raft);
     }
 
