@@ -129,6 +129,23 @@ fn single_node_from_flags_serves_metrics_and_the_cli() {
     let out = run(raftkv().args(["status"]).args(&args));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && table.contains("leader"), "{table}");
+    assert!(
+        table.contains("configuration at index 1: voters [1]"),
+        "{table}"
+    );
+    let out = run(raftkv().args(["member", "list"]).args(&args));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        list.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().eq(["1", "voter", &addr.to_string()])),
+        "{list}"
+    );
     let out = run(raftkv()
         .args([
             "bench",
@@ -158,6 +175,9 @@ fn single_node_from_flags_serves_metrics_and_the_cli() {
         "raft_storage_write_seconds_bucket",
         "raft_storage_batch_entries_bucket",
         "raft_proposal_seconds_bucket",
+        "raft_voters{node=\"1\"} 1",
+        "raft_learners{node=\"1\"} 0",
+        "raft_membership_joint{node=\"1\"} 0",
     ] {
         assert!(body.contains(series), "{series} missing from:\n{body}");
     }

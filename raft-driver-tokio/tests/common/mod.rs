@@ -277,6 +277,14 @@ impl Drop for TestCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // RAFTKV_E2E_LOGS=DIR keeps every node's log there, to study a run that passed.
+        if let Some(keep) = std::env::var_os("RAFTKV_E2E_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for id in self.configs.keys() {
+                let _ = std::fs::write(keep.join(format!("node-{id}.log")), self.log(*id));
+            }
+        }
         if std::thread::panicking() {
             for id in self.configs.keys() {
                 eprintln!("--- log of node {id} (last 3000 bytes) ---");

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use raft_driver_tokio::kv::KvClient;
-use raft_driver_tokio::protocol::NodeStatus;
+use raft_driver_tokio::protocol::{MemberRole, MembershipReport, NodeStatus};
 
 use crate::client_args::ClientArgs;
 
@@ -196,6 +196,15 @@ pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
         );
     }
     for (_, s) in nodes.iter().filter(|(_, s)| s.leader == Some(s.id)) {
+        out += &format!(
+            "\nconfiguration at index {}: {}{}\n",
+            s.membership.index,
+            configuration_summary(&s.membership),
+            match s.transfer {
+                Some(to) => format!("; transferring leadership to node {to}"),
+                None => String::new(),
+            }
+        );
         out += &format!("\nreplication from leader {} (term {}):\n", s.id, s.term);
         out += &format!(
             "{:<5} {:<22} {:>9} {:>9} {:>7} {:<10} {:>8} {:>7} {:>9}\n",
@@ -310,6 +319,30 @@ pub fn status_table(nodes: &[(std::net::SocketAddr, NodeStatus)]) -> String {
         );
     }
     out
+}
+
+/// `voters [1, 2, 3], learners [4]` (joint: `voters [1, 2, 4] joint with [1, 2, 3]`).
+fn configuration_summary(m: &MembershipReport) -> String {
+    use raft_driver_tokio::protocol::MemberRole::*;
+    let ids = |roles: &[MemberRole]| -> Vec<u64> {
+        m.members
+            .iter()
+            .filter(|p| roles.contains(&p.role))
+            .map(|p| p.id)
+            .collect()
+    };
+    let mut s = format!("voters {:?}", ids(&[Voter, Joining]));
+    if m.joint {
+        s += &format!(" joint with {:?}", ids(&[Voter, Leaving]));
+    }
+    let learners = ids(&[Learner]);
+    if !learners.is_empty() {
+        s += &format!(", learners {learners:?}");
+    }
+    if !m.committed {
+        s += " (not committed yet)";
+    }
+    s
 }
 
 fn yes_no(b: bool) -> &'static str {
