@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use raft_driver_tokio::protocol::{
     decode_request, decode_response, encode_request, encode_response, ClientRequest,
-    ClientResponse, NodeStatus, PeerReport, SnapshotDone, SnapshotReport, SnapshotSending,
+    ClientResponse, MemberChange, MemberReport, MemberRole, MembershipReport, NodeStatus,
+    PeerReport, SnapshotDone, SnapshotReport, SnapshotSending,
 };
 use raft_fuzz::core::{encode, encode_state, run_cluster, Op};
 use raft_kv::{Command, KvStore, Op as KvOp, Response};
@@ -285,6 +286,25 @@ fn client() {
         ),
         ("status", ClientRequest::Status),
         ("snapshot", ClientRequest::Snapshot),
+        (
+            "change_membership",
+            ClientRequest::ChangeMembership {
+                steps: vec![
+                    MemberChange::AddLearner {
+                        id: 4,
+                        address: "10.0.0.4:7000".into(),
+                    },
+                    MemberChange::Promote { id: 5 },
+                    MemberChange::Remove { id: 2 },
+                    MemberChange::SetAddress {
+                        id: 1,
+                        address: "[::1]:7000".into(),
+                    },
+                ],
+            },
+        ),
+        ("transfer", ClientRequest::TransferLeader { to: Some(3) }),
+        ("transfer_any", ClientRequest::TransferLeader { to: None }),
     ];
     for (name, req) in reqs {
         let frame = encode_request(cluster, &req);
@@ -305,6 +325,22 @@ fn client() {
             acked: 48,
             total: 4_096,
         }),
+    };
+    let member = |id: u64, role: MemberRole, address: &str| MemberReport {
+        id,
+        role,
+        address: address.into(),
+    };
+    let joint = MembershipReport {
+        index: 118,
+        joint: true,
+        committed: false,
+        members: vec![
+            member(1, MemberRole::Voter, "10.0.0.1:7000"),
+            member(2, MemberRole::Leaving, "10.0.0.2:7000"),
+            member(4, MemberRole::Joining, "10.0.0.4:7000"),
+            member(5, MemberRole::Learner, ""),
+        ],
     };
     let status = NodeStatus {
         id: 1,
@@ -344,6 +380,8 @@ fn client() {
             sent: 1,
             installed: 0,
         },
+        membership: joint.clone(),
+        transfer: Some(2),
     };
     // A follower receiving a snapshot from the leader.
     let receiving = NodeStatus {
@@ -374,6 +412,8 @@ fn client() {
             sent: 0,
             installed: 1,
         },
+        membership: MembershipReport::default(),
+        transfer: None,
         ..status.clone()
     };
     let get = Response::Get { value: None }
@@ -436,6 +476,8 @@ fn client() {
                 new: false,
             }),
         ),
+        ("membership", ClientResponse::Membership(joint)),
+        ("transferred", ClientResponse::Transferred { leader: 3, term: 6 }),
     ];
     for (name, resp) in resps {
         let frame = encode_response(cluster, &resp);
