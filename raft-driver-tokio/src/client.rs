@@ -318,10 +318,58 @@ impl Client {
             if pause {
                 redirects = 0;
                 self.set_leader(None);
-                target = self.next_node(&mut next, target);
                 self.pause(&mut backoff, deadline).await;
+                // Ask every node at once who leads, rather than trying one after the other:
+                // each dead node in the list would cost an attempt timeout.
+                let ask_until = (Instant::now() + attempt_timeout).min(deadline);
+                target = match self.find_leader(ask_until).await {
+                    Some(leader) => leader,
+                    None => self.next_node(&mut next, target),
+                };
             }
         }
+    }
+
+    /// Asks every known node for its status at once; returns the address of the leader as soon
+    /// as a node reports leading, or else the leader the others name (with the address they
+    /// know for it), once all answered or `until` passed.
+    async fn find_leader(&self, until: Instant) -> Option<SocketAddr> {
+        let mut asks = tokio::task::JoinSet::new();
+        for &addr in &self.inner.nodes {
+            let client = self.clone();
+            asks.spawn(async move { (addr, client.call(addr, &ClientRequest::Status).await) });
+        }
+        let mut named: Option<(Term, SocketAddr)> = None;
+        loop {
+            let answer = match tokio::time::timeout_at(until, asks.join_next()).await {
+                Ok(Some(Ok(answer))) => answer,
+                Ok(Some(Err(_))) => continue,
+                Ok(None) | Err(_) => break,
+            };
+            match answer {
+                (addr, Ok(ClientResponse::Status(s))) => {
+                    if s.role == raft_proto_core::Role::Leader {
+                        return Some(addr);
+                    }
+                    let known = s.leader.and_then(|l| {
+                        s.peers
+                            .iter()
+                            .find(|p| p.id == l)
+                            .and_then(|p| p.address.parse().ok())
+                    });
+                    if let Some(a) = known {
+                        if named.is_none_or(|(t, _)| s.term > t) {
+                            named = Some((s.term, a));
+                        }
+                    }
+                }
+                (addr, _) => {
+                    self.forget(addr);
+                    self.suspect(addr);
+                }
+            }
+        }
+        named.map(|(_, a)| a)
     }
 
     /// The next node to try after `failed`, from position `next` of the list: one that did not
