@@ -41,7 +41,7 @@
 //! addresses are recorded in the log with the initial configuration, and from then on the
 //! configuration in the log says where members are. A node started with `join = true` and
 //! an empty data directory joins a running cluster instead: it needs `listen`, its
-//! `[[peers]]` are some current members (to answer the leader before it learned the
+//! `[[peers]]` (optional) are some current members (to answer the leader before it learned the
 //! configuration), and it waits until `raftkv member add-learner` adds it.
 //!
 //! Every field can also come from elsewhere (the `raftkv serve` flags and environment
@@ -319,7 +319,9 @@ impl RawConfig {
         }
         let cluster_id = self.cluster_id.ok_or(ConfigError::Missing("cluster_id"))?;
         let data_dir = self.data_dir.ok_or(ConfigError::Missing("data_dir"))?;
-        if self.peers.is_empty() {
+        let join = self.join.unwrap_or(false);
+        // A joining node may know no member: the leader that adds it dials it.
+        if self.peers.is_empty() && !join {
             return Err(ConfigError::Missing("peers"));
         }
         let mut peers = BTreeMap::new();
@@ -342,7 +344,6 @@ impl RawConfig {
                 });
             }
         }
-        let join = self.join.unwrap_or(false);
         let listen = match (peers.get(&node_id), self.listen) {
             (_, Some(listen)) => listen,
             (Some(&own), None) => own,
@@ -583,6 +584,13 @@ mod tests {
             .validate()
             .unwrap();
         assert!(again.join);
+        // Without any member to contact: the leader that adds it dials it.
+        let alone = format!(
+            "join = true\nlisten = \"127.0.0.1:7004\"\n{}",
+            base.split("[[peers]]").next().unwrap()
+        );
+        let cfg = RawConfig::from_toml(&alone).unwrap().validate().unwrap();
+        assert!(cfg.join && cfg.peers.is_empty());
     }
 
     #[test]
