@@ -124,6 +124,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(25);
 /// Redirects followed without a pause.
 const MAX_QUICK_REDIRECTS: u32 = 3;
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long the other nodes may take to name a newer leader once one node says it leads.
+const LEADER_GRACE: Duration = Duration::from_millis(20);
 /// How long a node that failed is tried only after the others.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
@@ -252,11 +254,6 @@ impl Client {
                     true
                 }
                 Ok(Ok(ClientResponse::Rejected { reason })) => {
-                    if maybe_delivered && !retry_unknown {
-                        return Err(ClientError::OutcomeUnknown(format!(
-                            "an earlier attempt got no answer ({last}), and a later one was refused: {reason}"
-                        )));
-                    }
                     return Err(ClientError::Rejected(reason));
                 }
                 Ok(Ok(ClientResponse::NotLeader {
@@ -316,6 +313,13 @@ impl Client {
                 }
             };
             if pause {
+                if maybe_delivered && !retry_unknown {
+                    // A node may be acting on it: sending it again could do it twice (a
+                    // second transfer) or be refused for what the first did.
+                    return Err(ClientError::OutcomeUnknown(format!(
+                        "{last}, after the request was sent; it may have taken effect"
+                    )));
+                }
                 redirects = 0;
                 self.set_leader(None);
                 self.pause(&mut backoff, deadline).await;
@@ -330,16 +334,20 @@ impl Client {
         }
     }
 
-    /// Asks every known node for its status at once; returns the address of the leader as soon
-    /// as a node reports leading, or else the leader the others name (with the address they
-    /// know for it), once all answered or `until` passed.
+    /// Asks every known node for its status at once; returns the address of the leader of the
+    /// newest term seen: a node that says it leads, or the leader the others name (at the
+    /// address they know for it). Waits until all answered, `until`, or a short grace after
+    /// the first node that says it leads.
     async fn find_leader(&self, until: Instant) -> Option<SocketAddr> {
         let mut asks = tokio::task::JoinSet::new();
         for &addr in &self.inner.nodes {
             let client = self.clone();
             asks.spawn(async move { (addr, client.call(addr, &ClientRequest::Status).await) });
         }
-        let mut named: Option<(Term, SocketAddr)> = None;
+        // The newest term wins: a leader cut off from the others may still think it leads.
+        // Once some node says it leads, the others get a little longer to name a newer one.
+        let mut best: Option<(Term, bool, SocketAddr)> = None;
+        let mut until = until;
         loop {
             let answer = match tokio::time::timeout_at(until, asks.join_next()).await {
                 Ok(Some(Ok(answer))) => answer,
@@ -348,18 +356,21 @@ impl Client {
             };
             match answer {
                 (addr, Ok(ClientResponse::Status(s))) => {
-                    if s.role == raft_proto_core::Role::Leader {
-                        return Some(addr);
-                    }
-                    let known = s.leader.and_then(|l| {
-                        s.peers
-                            .iter()
-                            .find(|p| p.id == l)
-                            .and_then(|p| p.address.parse().ok())
-                    });
-                    if let Some(a) = known {
-                        if named.is_none_or(|(t, _)| s.term > t) {
-                            named = Some((s.term, a));
+                    let leads = s.role == raft_proto_core::Role::Leader;
+                    let found = if leads {
+                        until = until.min(Instant::now() + LEADER_GRACE);
+                        Some(addr)
+                    } else {
+                        s.leader.and_then(|l| {
+                            s.peers
+                                .iter()
+                                .find(|p| p.id == l)
+                                .and_then(|p| p.address.parse().ok())
+                        })
+                    };
+                    if let Some(a) = found {
+                        if best.is_none_or(|(t, l, _)| (s.term, leads) > (t, l)) {
+                            best = Some((s.term, leads, a));
                         }
                     }
                 }
@@ -369,7 +380,7 @@ impl Client {
                 }
             }
         }
-        named.map(|(_, a)| a)
+        best.map(|(_, _, a)| a)
     }
 
     /// The next node to try after `failed`, from position `next` of the list: one that did not

@@ -154,6 +154,11 @@ impl CoreLoop {
                     st.ticks += 1;
                     if st.ticks.is_multiple_of(10) {
                         self.gauges();
+                        // Links to nodes outside the configuration that went quiet close.
+                        let quiet = 4 * u64::from(self.node.config().election_timeout_ticks);
+                        if self.book.forget_quiet(st.ticks, quiet) {
+                            self.peers.set_peers(&self.book.links());
+                        }
                     }
                 }
                 ev = self.rx.recv() => {
@@ -236,7 +241,12 @@ impl CoreLoop {
                 st.exit = Some(Exit::Shutdown);
                 return;
             }
-            CoreEvent::Peer { from, msg } => Input::Receive { from, msg },
+            CoreEvent::Peer { from, msg } => {
+                if self.book.heard_from(from, st.ticks) {
+                    self.peers.set_peers(&self.book.links());
+                }
+                Input::Receive { from, msg }
+            }
             CoreEvent::Persisted { seq } => Input::Persisted { seq },
             CoreEvent::Applied { index } => Input::Applied { index },
             CoreEvent::Fetched { to, lo, entries } => Input::EntriesFetched { to, lo, entries },

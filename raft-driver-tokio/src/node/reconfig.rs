@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_proto_core::{
-    ChangeStep, LogId, NodeId, ProposeError, RaftNode, RequestId, Role, TransferError,
+    ChangeStep, LogId, NodeId, ProposeError, RaftNode, RequestId, Role, Term, TransferError,
 };
 
 use super::apply_task::Reply;
@@ -29,9 +29,9 @@ pub(crate) struct Reconfig {
     changes: Vec<(LogId, Reply)>,
     /// Transfers given to the core, waiting for its answer.
     asked_transfers: HashMap<RequestId, Reply>,
-    /// Transfers under way, waiting for the new leader, and since when this node does not
-    /// lead.
-    transfers: Vec<(NodeId, Reply)>,
+    /// Transfers under way (target, the term they started in), waiting for the new leader,
+    /// and since when this node does not lead.
+    transfers: Vec<(NodeId, Term, Reply)>,
     stepped_down: Option<Instant>,
 }
 
@@ -153,7 +153,7 @@ impl Reconfig {
                     term: node.term(),
                 });
             }
-            Ok(to) => self.transfers.push((to, reply)),
+            Ok(to) => self.transfers.push((to, node.term(), reply)),
             Err(TransferError::NotLeader { leader_hint }) => {
                 let _ = reply.send(not_leader(leader_hint, book));
             }
@@ -165,9 +165,13 @@ impl Reconfig {
         }
     }
 
-    /// The core gave up the transfer to `to`.
+    /// The core gave up the transfer to `to`. If this node stopped leading with it (a removed
+    /// leader gives up leading too), [`Reconfig::check`] answers once the next leader is known.
     pub fn transfer_aborted(&mut self, node: &RaftNode, to: NodeId) {
-        for (_, reply) in self.transfers.drain(..) {
+        if node.role() != Role::Leader {
+            return;
+        }
+        for (_, _, reply) in self.transfers.drain(..) {
             let _ = reply.send(ClientResponse::Rejected {
                 reason: format!(
                     "the transfer to node {to} was abandoned: it did not take over within an \
@@ -180,9 +184,25 @@ impl Reconfig {
 
     /// Answers what is done, after the core stepped.
     pub fn check(&mut self, node: &RaftNode) {
-        if self.transfers.is_empty() || node.role() == Role::Leader {
+        if node.role() == Role::Leader {
             self.stepped_down = None;
-        } else {
+            // Leadership went and came back (the target did not win): the transfer is over.
+            let term = node.term();
+            let mut i = 0;
+            while i < self.transfers.len() {
+                if self.transfers[i].1 < term {
+                    let (to, _, reply) = self.transfers.swap_remove(i);
+                    let _ = reply.send(ClientResponse::Rejected {
+                        reason: format!(
+                            "node {to} did not take over; node {} leads again (term {term})",
+                            node.id()
+                        ),
+                    });
+                } else {
+                    i += 1;
+                }
+            }
+        } else if !self.transfers.is_empty() {
             // The node steps down when the target's vote request arrives, before it hears
             // from the new leader: wait for it a while.
             let since = *self.stepped_down.get_or_insert_with(Instant::now);
@@ -200,7 +220,7 @@ impl Reconfig {
                 _ => None,
             };
             if let Some(answer) = answer {
-                for (_, reply) in self.transfers.drain(..) {
+                for (_, _, reply) in self.transfers.drain(..) {
                     let _ = reply.send(answer.clone());
                 }
                 self.stepped_down = None;
@@ -259,7 +279,7 @@ impl Reconfig {
         for (_, reply) in self.asked_transfers.drain() {
             let _ = reply.send(unknown());
         }
-        for (_, reply) in self.transfers.drain(..) {
+        for (_, _, reply) in self.transfers.drain(..) {
             let _ = reply.send(unknown());
         }
     }

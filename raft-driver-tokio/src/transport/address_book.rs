@@ -8,9 +8,11 @@
 //!
 //! Links are kept to every member of the configuration in force, to the leader this node
 //! follows (it may lead a configuration this node has not seen yet, or be a removed leader
-//! still committing its removal: either way it must get its answers), and, while this node is
-//! not a member itself (joining, or removed), to the nodes it was started with and those that
-//! spoke to it.
+//! still committing its removal: either way it must get its answers), to every node that sent
+//! a message lately (a candidate of a configuration this node has not seen yet needs its vote;
+//! a stale leader outside the configuration needs the current term back), and, while this node
+//! is not a member itself (joining, or removed), to the nodes it was started with and those
+//! that ever spoke to it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +27,8 @@ pub(crate) struct AddressBook {
     recorded: BTreeMap<NodeId, SocketAddr>,
     members: Vec<NodeId>,
     leader: Option<NodeId>,
+    /// Nodes that sent messages, with the tick of the latest.
+    heard: BTreeMap<NodeId, u64>,
     /// The voter this node handed over to when its removal took effect: where to send
     /// clients, since no leader talks to a removed node.
     successor: Option<NodeId>,
@@ -39,6 +43,7 @@ impl AddressBook {
             recorded: BTreeMap::new(),
             members: Vec::new(),
             leader: None,
+            heard: BTreeMap::new(),
             successor: None,
         }
     }
@@ -77,6 +82,28 @@ impl AddressBook {
         self.links() != before
     }
 
+    /// A message from `id` arrived at tick `now`. Returns whether the links to keep changed
+    /// (a node that sent nothing lately and is linked for no other reason).
+    pub fn heard_from(&mut self, id: NodeId, now: u64) -> bool {
+        if id == self.me {
+            return false;
+        }
+        match self.heard.insert(id, now) {
+            Some(_) => false,
+            None => {
+                self.address(id).is_some() && !self.members.contains(&id) && self.leader != Some(id)
+            }
+        }
+    }
+
+    /// Forgets the nodes that sent nothing for `quiet` ticks. Returns whether the links to
+    /// keep changed.
+    pub fn forget_quiet(&mut self, now: u64, quiet: u64) -> bool {
+        let before = self.links();
+        self.heard.retain(|_, at| now.saturating_sub(*at) < quiet);
+        self.links() != before
+    }
+
     /// This node was removed and handed leadership to `successor`.
     pub fn set_successor(&mut self, successor: Option<NodeId>) {
         self.successor = successor;
@@ -110,6 +137,7 @@ impl AddressBook {
     pub fn links(&self) -> BTreeMap<NodeId, SocketAddr> {
         let mut ids: Vec<NodeId> = self.members.clone();
         ids.extend(self.leader);
+        ids.extend(self.heard.keys());
         if !self.is_member() {
             ids.extend(self.seeds.keys());
             ids.extend(self.learned.keys());
@@ -178,6 +206,22 @@ mod tests {
         assert_eq!(book.links().keys().copied().collect::<Vec<_>>(), vec![2, 3]);
         assert!(book.set_leader(Some(2)));
         assert_eq!(book.links().keys().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn nodes_that_spoke_lately_are_answered() {
+        let mut book = AddressBook::new(1, BTreeMap::new());
+        book.set_membership(&config(&[1, 2, 3], &[]));
+        book.learn(4, addr(7004));
+        assert!(!book.links().contains_key(&4));
+        // A candidate this node does not know as a voter yet asks for its vote.
+        assert!(book.heard_from(4, 10));
+        assert!(!book.heard_from(4, 11));
+        assert!(book.links().contains_key(&4));
+        assert!(!book.heard_from(2, 11), "a member is linked anyway");
+        assert!(!book.forget_quiet(30, 40));
+        assert!(book.forget_quiet(60, 40));
+        assert!(!book.links().contains_key(&4));
     }
 
     #[test]
