@@ -7,6 +7,7 @@
 //! listen = "127.0.0.1:7001"      # optional: defaults to this node's address below
 //! metrics = "127.0.0.1:9101"     # optional: Prometheus endpoint
 //! join = false                   # optional: true to join a running cluster (see below)
+//! admin_clients = ["ops"]        # optional: clients allowed to change members (default: all)
 //!
 //! [tls]
 //! ca = "certs/ca.pem"
@@ -73,6 +74,8 @@ pub struct RawConfig {
     pub metrics: Option<SocketAddr>,
     /// Join a running cluster instead of forming a new one.
     pub join: Option<bool>,
+    /// Client certificate names allowed to change the membership and move leadership.
+    pub admin_clients: Option<Vec<String>>,
     /// TLS files.
     #[serde(default)]
     pub tls: RawTls,
@@ -154,6 +157,9 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// Whether the node joins a running cluster (`peers` are then members to contact).
     pub join: bool,
+    /// Client certificate names allowed to change the membership and move leadership
+    /// (`None`: every client of the cluster CA).
+    pub admin_clients: Option<Vec<String>>,
     /// TLS files (checked to exist).
     pub tls: TlsFiles,
     /// Every initial voter with its address (with `join`: some members of the cluster).
@@ -284,6 +290,7 @@ impl RawConfig {
         pick(&mut self.listen, over.listen);
         pick(&mut self.metrics, over.metrics);
         pick(&mut self.join, over.join);
+        pick(&mut self.admin_clients, over.admin_clients);
         pick(&mut self.tls.ca, over.tls.ca);
         pick(&mut self.tls.cert, over.tls.cert);
         pick(&mut self.tls.key, over.tls.key);
@@ -395,6 +402,14 @@ impl RawConfig {
                 ),
             });
         }
+        if let Some(names) = &self.admin_clients {
+            for name in names {
+                crate::tls::validate_client_name(name).map_err(|e| ConfigError::Invalid {
+                    field: "admin_clients",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
         let defaults = SnapshotSettings::default();
         let chunk_bytes = self.snapshot.chunk_bytes.unwrap_or(defaults.chunk_bytes);
         if !(1..=(1 << 20)).contains(&chunk_bytes) {
@@ -423,6 +438,7 @@ impl RawConfig {
             listen,
             metrics: self.metrics,
             join,
+            admin_clients: self.admin_clients,
             tls,
             peers,
             tick: Duration::from_millis(tick_ms),
@@ -442,6 +458,7 @@ impl NodeConfig {
             crate::NodeOptions::new(self.node_id, self.cluster_id, self.peers.clone(), identity);
         o.listen = self.listen;
         o.join = self.join;
+        o.admin_clients = self.admin_clients.clone();
         o.tick = self.tick;
         o.raft.election_timeout_ticks = self.election_timeout_ticks;
         o.raft.heartbeat_interval_ticks = self.heartbeat_ticks;
@@ -465,6 +482,9 @@ impl NodeConfig {
         }
         if self.join {
             s += "join = true\n";
+        }
+        if let Some(names) = &self.admin_clients {
+            s += &format!("admin_clients = {names:?}\n");
         }
         s += &format!(
             "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",

@@ -184,6 +184,7 @@ async fn another_cas_certificates_cannot_join_or_send() {
         listen: cluster.addrs[&victim],
         metrics: None,
         join: false,
+        admin_clients: None,
         tls: TlsFiles::for_node(other.path(), victim),
         peers: cluster.addrs.clone(),
         tick: Duration::from_millis(common::TICK_MS),

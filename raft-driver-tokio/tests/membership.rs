@@ -336,3 +336,37 @@ async fn bad_changes_are_refused_with_the_cluster_unchanged() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(parse_members(&out), vec![(1, "voter".to_string())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admin_clients_change_the_membership() {
+    let cluster = TestCluster::start_with_spares(1, 1, |c| {
+        c.admin_clients = Some(vec!["ops".to_string()]);
+    });
+    raft_driver_tokio::tls::write_cluster_certs(&cluster.certs(), "e2e", &[], &["ops".to_string()])
+        .unwrap();
+    let client = cluster.client_for(&[1]);
+    cluster
+        .wait_leader(&client, 0, Duration::from_secs(30))
+        .await;
+    let addr2 = cluster.addrs[&2].to_string();
+    let add = ["member", "add-learner", "2", addr2.as_str()];
+    // The ordinary client may write but not reconfigure.
+    let (code, _, err) = cluster.cli(&[1], &["put", "k", "v"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cluster.cli(&[1], &add);
+    assert_eq!(code, EXIT_REFUSED, "{err}");
+    assert!(err.contains("may not change the membership"), "{err}");
+    let (code, _, err) = cluster.cli(&[1], &["transfer-leader"]);
+    assert_eq!(code, EXIT_REFUSED, "{err}");
+    let (_, list, _) = cluster.cli(&[1], &["member", "list"]);
+    assert_eq!(parse_members(&list), vec![(1, "voter".to_string())]);
+    // The admin client may.
+    let mut as_ops: Vec<&str> = add.to_vec();
+    as_ops.extend(["--name", "ops"]);
+    let (code, out, err) = cluster.cli(&[1], &as_ops);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        parse_members(&out).contains(&(2, "learner".to_string())),
+        "{out}"
+    );
+}

@@ -65,6 +65,9 @@ pub struct NodeOptions {
     /// campaigns, and waits for the leader to add it (as a learner) and send it the log.
     /// Ignored once the node's storage holds a configuration.
     pub join: bool,
+    /// Client certificate names allowed to change the membership and move leadership;
+    /// `None`: every client of the cluster CA.
+    pub admin_clients: Option<Vec<String>>,
     /// Where to listen; by default this node's address in `peers`.
     pub listen: SocketAddr,
     /// Certificate, key and cluster CA.
@@ -99,6 +102,7 @@ impl NodeOptions {
             raft: Config::new(id, voters),
             peers,
             join: false,
+            admin_clients: None,
         }
     }
 }
@@ -300,6 +304,7 @@ impl<S: Storage, M: StateMachine> NodeBuilder<S, M> {
             core: core_tx.clone(),
             metrics: metrics.clone(),
             counters: counters.clone(),
+            admins: o.admin_clients.clone(),
         });
         tokio::spawn(transport::serve(endpoint.clone(), ctx));
         let core = CoreLoop {

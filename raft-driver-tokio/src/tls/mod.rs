@@ -393,6 +393,17 @@ pub fn peer_node_id(conn: &quinn::Connection) -> Option<u64> {
     cert_is_valid_for(&der, &node_server_name(id)).then_some(id)
 }
 
+/// Whether the remote end presented a client certificate valid for one of `names`
+/// ([`client_server_name`]).
+pub fn peer_is_client_named(conn: &quinn::Connection, names: &[String]) -> bool {
+    match peer_end_entity(conn) {
+        Some(der) => names
+            .iter()
+            .any(|n| cert_is_valid_for(&der, &client_server_name(n))),
+        None => false,
+    }
+}
+
 /// `node-{id}.raftkv` -> `id`.
 fn parse_node_server_name(name: &str) -> Option<u64> {
     let digits = name

@@ -27,6 +27,9 @@ pub(crate) struct ServerContext {
     pub core: mpsc::UnboundedSender<CoreEvent>,
     pub metrics: NodeMetrics,
     pub counters: Arc<TransportCounters>,
+    /// The client certificates allowed to change the membership and move leadership (`None`:
+    /// every client of the cluster CA).
+    pub admins: Option<Vec<String>>,
 }
 
 /// Accepts connections until the endpoint closes.
@@ -175,6 +178,24 @@ async fn client_stream(
             return refuse(&conn, &ctx, &reason);
         }
     };
+    let admin = matches!(
+        request,
+        ClientRequest::ChangeMembership { .. } | ClientRequest::TransferLeader { .. }
+    );
+    if admin {
+        if let Some(names) = &ctx.admins {
+            if !tls::peer_is_client_named(&conn, names) {
+                let answer = ClientResponse::Rejected {
+                    reason: format!(
+                        "this client's certificate may not change the membership or move                          leadership (allowed clients: {})",
+                        names.join(", ")
+                    ),
+                };
+                let _ = answer_client(&ctx, &mut send, &answer).await;
+                return;
+            }
+        }
+    }
     let answer = match request {
         ClientRequest::Propose { command } => {
             let (reply, answer) = oneshot::channel();

@@ -67,6 +67,7 @@ impl TestCluster {
                 listen: addrs[&id],
                 metrics: None,
                 join: id > n,
+                admin_clients: None,
                 tls: TlsFiles::for_node(&certs, id),
                 peers: voters.clone(),
                 tick: Duration::from_millis(TICK_MS),

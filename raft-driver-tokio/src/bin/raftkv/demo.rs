@@ -222,6 +222,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             listen: addrs[&id],
             metrics: None,
             join: false,
+            admin_clients: None,
             tls: TlsFiles {
                 ca: certs.join("ca.pem"),
                 cert: certs.join(format!("node-{id}.pem")),

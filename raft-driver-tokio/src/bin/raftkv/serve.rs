@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// `raftkv member add-learner`). Needs --listen; the peers are then some current members.
     #[arg(long, env = "RAFTKV_JOIN")]
     pub join: bool,
+    /// A client certificate name allowed to change the membership and move leadership;
+    /// repeat or separate with commas. Default: every client of the cluster CA.
+    #[arg(
+        long = "admin-client",
+        env = "RAFTKV_ADMIN_CLIENTS",
+        value_delimiter = ','
+    )]
+    pub admin_clients: Vec<String>,
     /// Every initial voter as ID=ADDR (this node included), or with --join some current
     /// members; repeat or separate with commas.
     #[arg(long = "peer", env = "RAFTKV_PEERS", value_delimiter = ',', value_parser = parse_peer)]
@@ -104,6 +112,7 @@ impl ServeArgs {
             listen: self.listen,
             metrics: self.metrics,
             join: self.join.then_some(true),
+            admin_clients: (!self.admin_clients.is_empty()).then(|| self.admin_clients.clone()),
             tls: RawTls {
                 ca: self.ca.clone(),
                 cert: self.cert.clone(),
