@@ -370,3 +370,47 @@ async fn only_admin_clients_change_the_membership() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_another_is_in_progress_is_refused() {
+    // Two voters, CheckQuorum off: with node 2 gone, node 1 keeps leading and no change can
+    // commit, so the first one stays in progress.
+    let mut cluster = TestCluster::start_with_spares(2, 2, |c| c.check_quorum = false);
+    let client = cluster.client_for(&[1, 2]);
+    let (leader, _) = cluster
+        .wait_leader(&client, 0, Duration::from_secs(30))
+        .await;
+    let other = if leader == 1 { 2 } else { 1 };
+    cluster.kill(other);
+    let first = {
+        let client = cluster.client_for(&[leader]);
+        let address = cluster.addrs[&3].to_string();
+        tokio::spawn(async move {
+            client
+                .change_membership(vec![MemberChange::AddLearner { id: 3, address }])
+                .await
+        })
+    };
+    // Until the first change is placed, the second may get there first; wait for the entry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = client.status(cluster.addrs[&leader]).await.unwrap();
+        if s.membership.members.iter().any(|m| m.id == 3) {
+            assert!(!s.membership.committed);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first change was never placed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr4 = cluster.addrs[&4].to_string();
+    let (code, out, err) = cluster.cli(&[leader], &["member", "add-learner", "4", &addr4]);
+    assert_eq!(code, EXIT_REFUSED, "{out}{err}");
+    assert!(
+        err.contains("another membership change is in progress"),
+        "{err}"
+    );
+    first.abort();
+}
