@@ -323,6 +323,7 @@ impl CoreLoop {
                 Output::MembershipChanged { index, membership } => {
                     tracing::info!(node = self.node.id(), index, %membership, "configuration in force");
                     self.book.set_membership(&membership);
+                    st.reconfig.membership_changed(index, &membership);
                     self.peers.set_peers(&self.book.links());
                     self.metrics.membership_changes.increment(1);
                     self.membership_gauges();
@@ -361,7 +362,8 @@ impl CoreLoop {
                 }
                 Output::Proposed { request, result } => {
                     let Some((reply, received)) = st.waiting.remove(&request) else {
-                        st.reconfig.proposed(request, &result, &self.book);
+                        st.reconfig
+                            .proposed(&self.node, request, &result, &self.book);
                         continue;
                     };
                     match result {

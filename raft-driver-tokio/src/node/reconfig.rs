@@ -1,8 +1,8 @@
 //! Membership changes and leadership transfers asked for by clients: checking what they ask,
 //! and answering them when the change is done (or cannot be).
 //!
-//! A change is answered once its configuration entry is committed and the configuration in
-//! force is not joint (a joint change is done when the entry that leaves it commits). It is
+//! A change is answered once its configuration entry is committed (a joint change: once the
+//! entry that leaves it, appended by the leader on its own, commits too). It is
 //! answered "unknown" if this node stops leading first (the next leader may still finish it)
 //! and "refused" when the core refuses it (the cluster is unchanged then). A transfer is
 //! answered once another node leads, or refused when the core abandons it.
@@ -13,12 +13,24 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_proto_core::{
-    ChangeStep, LogId, NodeId, ProposeError, RaftNode, RequestId, Role, Term, TransferError,
+    ChangeStep, Index, LogId, Membership, NodeId, ProposeError, RaftNode, RequestId, Role, Term,
+    TransferError,
 };
 
 use super::apply_task::Reply;
 use crate::protocol::{ClientResponse, MemberChange, MembershipReport};
 use crate::transport::AddressBook;
+
+/// A change in the log, waiting to be done.
+struct Placed {
+    /// Its configuration entry.
+    id: LogId,
+    /// Whether that entry holds a joint configuration.
+    joint: bool,
+    /// For a joint change: the entry that leaves it, once the leader appended it.
+    leave: Option<Index>,
+    reply: Reply,
+}
 
 pub(crate) struct Reconfig {
     /// How long a transfer waits, once this node stopped leading, to learn the new leader.
@@ -26,7 +38,7 @@ pub(crate) struct Reconfig {
     /// Changes given to the core, waiting for its answer.
     asked_changes: HashMap<RequestId, Reply>,
     /// Changes placed in the log, waiting to be done.
-    changes: Vec<(LogId, Reply)>,
+    changes: Vec<Placed>,
     /// Transfers given to the core, waiting for its answer.
     asked_transfers: HashMap<RequestId, Reply>,
     /// Transfers under way (target, the term they started in), waiting for the new leader,
@@ -114,6 +126,7 @@ impl Reconfig {
     /// The core placed or refused change `request`. Returns false if it is not a change.
     pub fn proposed(
         &mut self,
+        node: &RaftNode,
         request: RequestId,
         result: &Result<LogId, ProposeError>,
         book: &AddressBook,
@@ -122,7 +135,16 @@ impl Reconfig {
             return false;
         };
         match result {
-            Ok(id) => self.changes.push((*id, reply)),
+            Ok(id) => {
+                // A configuration takes effect on append: the one in force is the change's.
+                let (index, m) = node.membership();
+                self.changes.push(Placed {
+                    id: *id,
+                    joint: index != id.index || m.is_joint(),
+                    leave: None,
+                    reply,
+                })
+            }
             Err(ProposeError::NotLeader { leader_hint }) => {
                 let _ = reply.send(not_leader(*leader_hint, book));
             }
@@ -161,6 +183,19 @@ impl Reconfig {
                 let _ = reply.send(ClientResponse::Rejected {
                     reason: e.to_string(),
                 });
+            }
+        }
+    }
+
+    /// A configuration took effect at `index` (appended or installed): the leave entry of a
+    /// joint change waiting here, if it is one.
+    pub fn membership_changed(&mut self, index: Index, m: &Membership) {
+        if m.is_joint() {
+            return;
+        }
+        for p in &mut self.changes {
+            if p.joint && p.leave.is_none() && index > p.id.index {
+                p.leave = Some(index);
             }
         }
     }
@@ -231,12 +266,17 @@ impl Reconfig {
         }
         let commit = node.commit_index();
         let last = node.last_log_id().index;
+        let leading = node.role() == Role::Leader;
         let (index, m) = node.membership();
         let settled = commit >= index && !m.is_joint();
-        let leading = node.role() == Role::Leader;
         let mut i = 0;
         while i < self.changes.len() {
-            let (id, _) = self.changes[i];
+            let p = &self.changes[i];
+            let id = p.id;
+            // Done: its entry committed, and for a joint change the entry that leaves it (or,
+            // should that entry have gone unseen, a later plain configuration in force).
+            let done =
+                commit >= id.index && (!p.joint || p.leave.is_some_and(|l| commit >= l) || settled);
             let replaced = id.index > last || node.log_term(id.index).is_some_and(|t| t != id.term);
             let answer = if replaced {
                 Some(ClientResponse::Unknown {
@@ -244,7 +284,7 @@ impl Reconfig {
                              configuration with `raftkv member list`"
                         .into(),
                 })
-            } else if commit >= id.index && settled {
+            } else if done {
                 Some(ClientResponse::Membership(report(node)))
             } else if !leading {
                 Some(ClientResponse::Unknown {
@@ -257,8 +297,7 @@ impl Reconfig {
             };
             match answer {
                 Some(a) => {
-                    let (_, reply) = self.changes.swap_remove(i);
-                    let _ = reply.send(a);
+                    let _ = self.changes.swap_remove(i).reply.send(a);
                 }
                 None => i += 1,
             }
@@ -273,8 +312,8 @@ impl Reconfig {
         for (_, reply) in self.asked_changes.drain() {
             let _ = reply.send(unknown());
         }
-        for (_, reply) in self.changes.drain(..) {
-            let _ = reply.send(unknown());
+        for p in self.changes.drain(..) {
+            let _ = p.reply.send(unknown());
         }
         for (_, reply) in self.asked_transfers.drain() {
             let _ = reply.send(unknown());
