@@ -348,12 +348,20 @@ impl Client {
         // Once some node says it leads, the others get a little longer to name a newer one.
         let mut best: Option<(Term, bool, SocketAddr)> = None;
         let mut until = until;
+        let mut unanswered: Vec<SocketAddr> = self.inner.nodes.clone();
+        let majority = self.inner.nodes.len() / 2 + 1;
         loop {
             let answer = match tokio::time::timeout_at(until, asks.join_next()).await {
                 Ok(Some(Ok(answer))) => answer,
                 Ok(Some(Err(_))) => continue,
                 Ok(None) | Err(_) => break,
             };
+            unanswered.retain(|a| *a != answer.0);
+            // A majority answered and none knows a leader (an election is on): no use waiting
+            // for nodes that may be dead.
+            if best.is_none() && self.inner.nodes.len() - unanswered.len() >= majority {
+                until = until.min(Instant::now() + LEADER_GRACE);
+            }
             match answer {
                 (addr, Ok(ClientResponse::Status(s))) => {
                     let leads = s.role == raft_proto_core::Role::Leader;
@@ -379,6 +387,10 @@ impl Client {
                     self.suspect(addr);
                 }
             }
+        }
+        // Slower than the others: tried after them next.
+        for addr in unanswered {
+            self.suspect(addr);
         }
         best.map(|(_, _, a)| a)
     }
