@@ -356,7 +356,8 @@ pub enum Event {
         /// The term it led.
         term: Term,
     },
-    /// A message from a node outside the configuration was dropped.
+    /// A message that claims to come from node 0 or from this node itself was dropped (any
+    /// other sender is heard: the configuration does not filter messages).
     UnknownSender {
         /// The sender.
         from: NodeId,

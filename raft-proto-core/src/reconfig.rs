@@ -146,34 +146,19 @@ impl RaftNode {
             t.set_removal();
             return;
         }
-        let last = self.log.last_index();
-        let timeout = self.cfg.election_timeout_ticks;
-        let voters = || {
-            self.tracker
-                .progress()
-                .iter()
-                .filter(|p| self.tracker.is_voter(p.id()) && p.silent_ticks() < timeout)
-        };
-        let ready = voters()
-            .filter(|p| p.matched() == last)
-            .min_by_key(|p| (p.silent_ticks(), p.id()))
-            .map(|p| p.id());
-        let behind = voters()
-            .max_by_key(|p| (p.matched(), std::cmp::Reverse((p.silent_ticks(), p.id()))))
-            .map(|p| p.id());
-        match (ready, behind) {
-            (Some(to), _) => {
+        match self.most_caught_up_voter() {
+            Some((to, matched)) if matched == self.log.last_index() => {
                 let term = self.term;
                 self.send(to, Message::TimeoutNow(TimeoutNow { term }), out);
                 self.hand_over(Some(to), out);
             }
-            (None, Some(to)) => {
+            Some((to, _)) => {
                 self.transfer = Some(Transfer::handover(to));
                 if let Some(i) = self.tracker.index_of(to) {
                     self.send_append(i, true, out);
                 }
             }
-            (None, None) => self.hand_over(None, out),
+            None => self.hand_over(None, out),
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::io::{Event, Output, TransferError};
 use crate::message::{Message, TimeoutNow};
 use crate::node::RaftNode;
-use crate::types::{NodeId, RequestId, Role};
+use crate::types::{Index, NodeId, RequestId, Role};
 
 /// A transfer under way on the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +82,9 @@ impl RaftNode {
         let membership = self.tracker.membership().1;
         let timeout = self.cfg.election_timeout_ticks;
         let Some(id) = to else {
-            // The most caught-up voter heard from lately (the fewest silent ticks, then the
-            // lowest id, breaking ties).
             return self
-                .tracker
-                .progress()
-                .iter()
-                .filter(|p| membership.voters().contains(&p.id()) && p.silent_ticks() < timeout)
-                .max_by_key(|p| (p.matched(), std::cmp::Reverse((p.silent_ticks(), p.id()))))
-                .map(|p| p.id())
+                .most_caught_up_voter()
+                .map(|(id, _)| id)
                 .ok_or(TransferError::NoCandidate);
         };
         if id == self.cfg.id && membership.voters().contains(&id) {
@@ -113,6 +107,20 @@ impl RaftNode {
             });
         }
         Ok(id)
+    }
+
+    /// The voter (of the configuration in force, other than this leader) that matched most of
+    /// its log among those heard from within an election timeout, with its match index; the
+    /// fewest silent ticks, then the lowest id, break ties.
+    pub(crate) fn most_caught_up_voter(&self) -> Option<(NodeId, Index)> {
+        let voters = self.tracker.membership().1.voters();
+        let timeout = self.cfg.election_timeout_ticks;
+        self.tracker
+            .progress()
+            .iter()
+            .filter(|p| voters.contains(&p.id()) && p.silent_ticks() < timeout)
+            .max_by_key(|p| (p.matched(), std::cmp::Reverse((p.silent_ticks(), p.id()))))
+            .map(|p| (p.id(), p.matched()))
     }
 
     /// After the follower at `i` acknowledged entries: once the target holds the whole log,
