@@ -304,10 +304,10 @@ impl Client {
                     }
                     return Ok((target, answer));
                 }
-                Ok(Err((e, sent))) => {
+                Ok(Err(e)) => {
                     self.forget(target);
                     self.suspect(target);
-                    maybe_delivered |= sent;
+                    maybe_delivered |= sending.load(Ordering::Relaxed);
                     last = e.to_string();
                     true
                 }
@@ -474,39 +474,34 @@ impl Client {
         addr: SocketAddr,
         request: &ClientRequest,
     ) -> Result<ClientResponse, ClientError> {
-        let sending = AtomicBool::new(false);
-        self.call_tracked(addr, request, &sending)
+        self.call_tracked(addr, request, &AtomicBool::new(false))
             .await
-            .map_err(|(e, _)| e)
     }
 
-    /// Like [`Client::call`]; a failure also says whether the request may have been sent, and
-    /// `sending` is set once it may have been (it outlives a call abandoned on a timeout).
+    /// Like [`Client::call`]; `sending` is set once the request may have reached the node
+    /// (it outlives a call abandoned on a timeout).
     async fn call_tracked(
         &self,
         addr: SocketAddr,
         request: &ClientRequest,
         sending: &AtomicBool,
-    ) -> Result<ClientResponse, (ClientError, bool)> {
+    ) -> Result<ClientResponse, ClientError> {
         let node_err = |reason: String| ClientError::Node { addr, reason };
-        let conn = self.connection(addr).await.map_err(|e| (e, false))?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| (node_err(e.to_string()), false))?;
+        let conn = self.connection(addr).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| node_err(e.to_string()))?;
         let body = encode_request(self.inner.cluster_id, request);
         sending.store(true, Ordering::Relaxed);
         send_only_frame(&mut send, body)
             .await
-            .map_err(|e| (node_err(e.to_string()), true))?;
+            .map_err(|e| node_err(e.to_string()))?;
         let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
         let frame = reader
             .next(&mut recv)
             .await
-            .map_err(|e| (node_err(e.to_string()), true))?
-            .ok_or_else(|| (node_err("stream closed without an answer".into()), true))?;
+            .map_err(|e| node_err(e.to_string()))?
+            .ok_or_else(|| node_err("stream closed without an answer".into()))?;
         decode_response(self.inner.cluster_id, frame)
-            .map_err(|source| (ClientError::Protocol { addr, source }, true))
+            .map_err(|source| ClientError::Protocol { addr, source })
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {

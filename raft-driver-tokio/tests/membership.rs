@@ -243,7 +243,12 @@ async fn leadership_transfer_under_load_and_its_refusals() {
     cluster.start_node(4);
     let addr4 = cluster.addrs[&4].to_string();
     cli_until_done(&cluster, &voters3, &["member", "add-learner", "4", &addr4]);
-    let (_, before_list, _) = cluster.cli(&voters3, &["member", "list"]);
+    let (code, before_list, err) = cluster.cli(&voters3, &["member", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        parse_members(&before_list).contains(&(4, "learner".to_string())),
+        "{before_list}"
+    );
     let refusals: [(&[&str], &str); 5] = [
         (&["transfer-leader", "4"], "not a voter"),
         (&["transfer-leader", "99"], "not a member"),
@@ -273,7 +278,8 @@ async fn leadership_transfer_under_load_and_its_refusals() {
     let (code, out, err) = cluster.cli(&voters3, &["transfer-leader", &dead.to_string()]);
     assert_eq!(code, EXIT_REFUSED, "{out}{err}");
     assert!(err.contains("has not answered"), "{err}");
-    let (_, after_list, _) = cluster.cli(&voters3, &["member", "list"]);
+    let (code, after_list, err) = cluster.cli(&voters3, &["member", "list"]);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(parse_members(&before_list), parse_members(&after_list));
     let s = client.status(cluster.addrs[&now_leader]).await.unwrap();
     assert_eq!(
@@ -358,7 +364,8 @@ async fn only_admin_clients_change_the_membership() {
     assert!(err.contains("may not change the membership"), "{err}");
     let (code, _, err) = cluster.cli(&[1], &["transfer-leader"]);
     assert_eq!(code, EXIT_REFUSED, "{err}");
-    let (_, list, _) = cluster.cli(&[1], &["member", "list"]);
+    let (code, list, err) = cluster.cli(&[1], &["member", "list"]);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(parse_members(&list), vec![(1, "voter".to_string())]);
     // The admin client may.
     let mut as_ops: Vec<&str> = add.to_vec();

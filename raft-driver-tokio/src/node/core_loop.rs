@@ -498,7 +498,11 @@ impl CoreLoop {
                 tracing::warn!(node, term, "lost contact with a quorum; stepping down");
             }
             Event::UnknownSender { from } => {
-                tracing::warn!(node, from, "message claiming to come from node 0 or this node dropped");
+                tracing::warn!(
+                    node,
+                    from,
+                    "message claiming to come from node 0 or this node dropped"
+                );
             }
             Event::SnapshotSent {
                 to,

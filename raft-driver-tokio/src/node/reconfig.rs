@@ -123,16 +123,16 @@ impl Reconfig {
         self.asked_transfers.insert(request, reply);
     }
 
-    /// The core placed or refused change `request`. Returns false if it is not a change.
+    /// The core placed or refused change `request` (if it is one).
     pub fn proposed(
         &mut self,
         node: &RaftNode,
         request: RequestId,
         result: &Result<LogId, ProposeError>,
         book: &AddressBook,
-    ) -> bool {
+    ) {
         let Some(reply) = self.asked_changes.remove(&request) else {
-            return false;
+            return;
         };
         match result {
             Ok(id) => {
@@ -154,7 +154,6 @@ impl Reconfig {
                 });
             }
         }
-        true
     }
 
     /// The core started or refused transfer `request`.
